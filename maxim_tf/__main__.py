@@ -1,0 +1,5 @@
+import sys
+
+from maxim_tf.cli import main
+
+sys.exit(main())

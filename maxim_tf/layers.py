@@ -1,0 +1,784 @@
+"""Keras 3 layers of MAXIM (Tu et al., "MAXIM: Multi-Axis MLP for Image
+Processing", CVPR 2022), one class per block of the paper's Fig. 2/3.
+
+Sub-layers carry the names of the official Flax modules (``LayerNorm_in``,
+``in_project``, ``GridGmlpLayer``, ``Dense_0`` ...), so a Keras variable path
+such as ``stage_0_encoder_block_0/SplitHeadMultiAxisGmlpLayer_0/in_project/kernel``
+is the official parameter path; the checkpoint converter is a name lookup.
+
+Numerics follow Flax: LayerNorm epsilon 1e-6, tanh-approximated GELU.
+"""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from maxim_tf import ops as mops
+
+LN_EPS = 1e-6  # Flax nn.LayerNorm default (Keras defaults to 1e-3).
+
+
+def _pair(v):
+    if isinstance(v, int):
+        return (v, v)
+    v = tuple(int(i) for i in v)
+    if len(v) != 2:
+        raise ValueError(f"Expected an int or a pair of ints. Received: {v}")
+    return v
+
+
+def gelu(x):
+    # Flax nn.gelu is the tanh approximation.
+    return ops.gelu(x, approximate=True)
+
+
+class _Block(keras.layers.Layer):
+    """Base: helpers to make sub-layers with this layer's dtype policy."""
+
+    def _dense(self, units, name, use_bias=None):
+        return keras.layers.Dense(
+            units,
+            use_bias=self.use_bias if use_bias is None else use_bias,
+            kernel_initializer=keras.initializers.RandomNormal(stddev=2e-2),
+            name=name,
+            dtype=self.dtype_policy,
+        )
+
+    def _conv(self, filters, kernel_size, name, strides=1):
+        return keras.layers.Conv2D(
+            filters,
+            kernel_size,
+            strides=strides,
+            padding="same",
+            use_bias=self.use_bias,
+            name=name,
+            dtype=self.dtype_policy,
+        )
+
+    def _conv_up(self, filters, name):
+        return keras.layers.Conv2DTranspose(
+            filters, 2, strides=2, padding="same", use_bias=self.use_bias, name=name,
+            dtype=self.dtype_policy,
+        )
+
+    def _norm(self, name):
+        return keras.layers.LayerNormalization(epsilon=LN_EPS, name=name, dtype=self.dtype_policy)
+
+    def _dropout(self, name):
+        return keras.layers.Dropout(self.dropout_rate, name=name, dtype=self.dtype_policy)
+
+
+class MlpBlock(_Block):
+    """Dense -> GELU -> Dropout -> Dense over channels (RDCAB's channel mixing)."""
+
+    def __init__(self, mlp_dim, dropout_rate=0.0, use_bias=True, **kwargs):
+        super().__init__(**kwargs)
+        self.mlp_dim = mlp_dim
+        self.dropout_rate = dropout_rate
+        self.use_bias = use_bias
+        self.dense_0 = self._dense(mlp_dim, "Dense_0")
+        self.dropout = self._dropout("dropout")
+        self.dense_1 = None
+
+    def build(self, input_shape):
+        self.dense_1 = self._dense(input_shape[-1], "Dense_1")
+        self.dense_0.build(input_shape)
+        self.dense_1.build(input_shape[:-1] + (self.mlp_dim,))
+
+    def call(self, x, training=None):
+        x = gelu(self.dense_0(x))
+        x = self.dropout(x, training=training)
+        return self.dense_1(x)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(mlp_dim=self.mlp_dim, dropout_rate=self.dropout_rate, use_bias=self.use_bias)
+        return config
+
+
+class ChannelAttention(_Block):
+    """Squeeze-and-excitation channel attention (official ``CALayer``)."""
+
+    def __init__(self, features, reduction=4, use_bias=True, **kwargs):
+        super().__init__(**kwargs)
+        self.features = features
+        self.reduction = reduction
+        self.use_bias = use_bias
+        self.conv_0 = self._conv(features // reduction, 1, "Conv_0")
+        self.conv_1 = self._conv(features, 1, "Conv_1")
+
+    def build(self, input_shape):
+        pooled = (input_shape[0], 1, 1, input_shape[-1])
+        self.conv_0.build(pooled)
+        self.conv_1.build((input_shape[0], 1, 1, self.features // self.reduction))
+
+    def call(self, x):
+        y = ops.mean(x, axis=(1, 2), keepdims=True)
+        y = ops.relu(self.conv_0(y))
+        y = ops.sigmoid(self.conv_1(y))
+        return x * y
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(features=self.features, reduction=self.reduction, use_bias=self.use_bias)
+        return config
+
+
+class RCAB(_Block):
+    """Residual channel attention block: LN, conv3x3, leaky ReLU, conv3x3, CA."""
+
+    def __init__(self, features, reduction=4, lrelu_slope=0.2, use_bias=True, **kwargs):
+        super().__init__(**kwargs)
+        self.features = features
+        self.reduction = reduction
+        self.lrelu_slope = lrelu_slope
+        self.use_bias = use_bias
+        self.layer_norm = self._norm("LayerNorm")
+        self.conv1 = self._conv(features, 3, "conv1")
+        self.conv2 = self._conv(features, 3, "conv2")
+        self.channel_attention = ChannelAttention(
+            features, reduction, use_bias, name="channel_attention", dtype=self.dtype_policy
+        )
+
+    def build(self, input_shape):
+        self.layer_norm.build(input_shape)
+        self.conv1.build(input_shape)
+        feat = input_shape[:-1] + (self.features,)
+        self.conv2.build(feat)
+        self.channel_attention.build(feat)
+
+    def call(self, x):
+        y = self.layer_norm(x)
+        y = self.conv1(y)
+        y = ops.leaky_relu(y, negative_slope=self.lrelu_slope)
+        y = self.conv2(y)
+        return self.channel_attention(y) + x
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            features=self.features, reduction=self.reduction,
+            lrelu_slope=self.lrelu_slope, use_bias=self.use_bias,
+        )
+        return config
+
+
+class RDCAB(_Block):
+    """Residual dense channel attention block (used in the bottleneck)."""
+
+    def __init__(self, features, reduction=16, dropout_rate=0.0, use_bias=True, **kwargs):
+        super().__init__(**kwargs)
+        self.features = features
+        self.reduction = reduction
+        self.dropout_rate = dropout_rate
+        self.use_bias = use_bias
+        self.layer_norm = self._norm("LayerNorm")
+        self.channel_mixing = MlpBlock(
+            features, dropout_rate, use_bias, name="channel_mixing", dtype=self.dtype_policy
+        )
+        self.channel_attention = ChannelAttention(
+            features, reduction, use_bias, name="channel_attention", dtype=self.dtype_policy
+        )
+
+    def build(self, input_shape):
+        self.layer_norm.build(input_shape)
+        self.channel_mixing.build(input_shape)
+        self.channel_attention.build(input_shape)
+
+    def call(self, x, training=None):
+        y = self.layer_norm(x)
+        y = self.channel_mixing(y, training=training)
+        y = self.channel_attention(y)
+        return x + y
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            features=self.features, reduction=self.reduction,
+            dropout_rate=self.dropout_rate, use_bias=self.use_bias,
+        )
+        return config
+
+
+class GatingUnit(_Block):
+    """Spatial gating unit of gMLP over the grid axis or the block axis.
+
+    Splits channels into (u, v), normalises v, mixes v spatially with a Dense
+    over either the grid cells (``mode="grid"``, official ``GridGatingUnit``)
+    or the pixels of a block (``mode="block"``, ``BlockGatingUnit``), and
+    returns ``u * (v + 1)``.
+    """
+
+    def __init__(self, mode, size, use_bias=True, **kwargs):
+        super().__init__(**kwargs)
+        if mode not in ("grid", "block"):
+            raise ValueError(f"mode must be 'grid' or 'block'. Received: mode={mode!r}")
+        self.mode = mode
+        self.size = _pair(size)
+        self.use_bias = use_bias
+        n = self.size[0] * self.size[1]
+        self.intermediate_layernorm = self._norm("intermediate_layernorm")
+        self.dense_0 = self._dense(n, "Dense_0")
+
+    def build(self, input_shape):
+        c = input_shape[-1] // 2
+        self.intermediate_layernorm.build(input_shape[:-1] + (c,))
+        self.dense_0.build((None, self.size[0] * self.size[1]))
+
+    def call(self, x):
+        u, v = ops.split(x, 2, axis=-1)
+        v = self.intermediate_layernorm(v)
+        mix = mops.mix_grid_axis if self.mode == "grid" else mops.mix_block_axis
+        v = mix(v, self.size, self.dense_0)
+        return u * (v + 1.0)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[:-1] + (input_shape[-1] // 2,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(mode=self.mode, size=self.size, use_bias=self.use_bias)
+        return config
+
+
+class GmlpLayer(_Block):
+    """Residual gMLP over one axis: grid gMLP (global) or block gMLP (local).
+
+    ``mode="grid"`` is the official ``GridGmlpLayer`` with ``size`` = grid size;
+    ``mode="block"`` is ``BlockGmlpLayer`` with ``size`` = block size.
+    """
+
+    def __init__(self, mode, size, factor=2, dropout_rate=0.0, use_bias=True, **kwargs):
+        super().__init__(**kwargs)
+        self.mode = mode
+        self.size = _pair(size)
+        self.factor = factor
+        self.dropout_rate = dropout_rate
+        self.use_bias = use_bias
+        unit = "GridGatingUnit" if mode == "grid" else "BlockGatingUnit"
+        self.layer_norm = self._norm("LayerNorm")
+        self.gating = GatingUnit(mode, self.size, use_bias, name=unit, dtype=self.dtype_policy)
+        self.dropout = self._dropout("dropout")
+        self.in_project = None
+        self.out_project = None
+
+    def build(self, input_shape):
+        c = input_shape[-1]
+        self.in_project = self._dense(c * self.factor, "in_project")
+        self.out_project = self._dense(c, "out_project")
+        self.layer_norm.build(input_shape)
+        self.in_project.build(input_shape)
+        hidden = input_shape[:-1] + (c * self.factor,)
+        self.gating.build(hidden)
+        self.out_project.build(input_shape[:-1] + (c * self.factor // 2,))
+
+    def call(self, x, training=None):
+        # LayerNorm and the projections act per pixel, so they run on the
+        # NHWC tensor; only the gating unit needs the blocked layout.
+        y = self.layer_norm(x)
+        y = gelu(self.in_project(y))
+        y = self.gating(y)
+        y = self.out_project(y)
+        y = self.dropout(y, training=training)
+        return x + y
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            mode=self.mode, size=self.size, factor=self.factor,
+            dropout_rate=self.dropout_rate, use_bias=self.use_bias,
+        )
+        return config
+
+
+class MultiAxisGmlpBlock(_Block):
+    """Multi-axis gated MLP block (MAB): split heads into grid and block gMLP.
+
+    Official ``ResidualSplitHeadMultiAxisGmlpLayer``: LN, Dense(C*f), GELU,
+    split channels, half through the grid gMLP (global, dilated), half through
+    the block gMLP (local), concat, Dense(C), dropout, residual.
+    """
+
+    def __init__(self, block_size, grid_size, block_gmlp_factor=2, grid_gmlp_factor=2,
+                 input_proj_factor=2, dropout_rate=0.0, use_bias=True, **kwargs):
+        super().__init__(**kwargs)
+        self.block_size = _pair(block_size)
+        self.grid_size = _pair(grid_size)
+        self.block_gmlp_factor = block_gmlp_factor
+        self.grid_gmlp_factor = grid_gmlp_factor
+        self.input_proj_factor = input_proj_factor
+        self.dropout_rate = dropout_rate
+        self.use_bias = use_bias
+        self.layer_norm_in = self._norm("LayerNorm_in")
+        self.grid_gmlp = GmlpLayer("grid", self.grid_size, grid_gmlp_factor, dropout_rate,
+                                   use_bias, name="GridGmlpLayer", dtype=self.dtype_policy)
+        self.block_gmlp = GmlpLayer("block", self.block_size, block_gmlp_factor, dropout_rate,
+                                    use_bias, name="BlockGmlpLayer", dtype=self.dtype_policy)
+        self.dropout = self._dropout("dropout")
+        self.in_project = None
+        self.out_project = None
+
+    def build(self, input_shape):
+        c = input_shape[-1]
+        hidden = c * self.input_proj_factor
+        self.in_project = self._dense(hidden, "in_project")
+        self.out_project = self._dense(c, "out_project")
+        self.layer_norm_in.build(input_shape)
+        self.in_project.build(input_shape)
+        half = input_shape[:-1] + (hidden // 2,)
+        self.grid_gmlp.build(half)
+        self.block_gmlp.build(half)
+        self.out_project.build(input_shape[:-1] + (hidden,))
+
+    def call(self, x, training=None):
+        shortcut = x
+        x = self.layer_norm_in(x)
+        x = gelu(self.in_project(x))
+        u, v = ops.split(x, 2, axis=-1)
+        u = self.grid_gmlp(u, training=training)
+        v = self.block_gmlp(v, training=training)
+        x = ops.concatenate([u, v], axis=-1)
+        x = self.out_project(x)
+        x = self.dropout(x, training=training)
+        return x + shortcut
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            block_size=self.block_size, grid_size=self.grid_size,
+            block_gmlp_factor=self.block_gmlp_factor, grid_gmlp_factor=self.grid_gmlp_factor,
+            input_proj_factor=self.input_proj_factor, dropout_rate=self.dropout_rate,
+            use_bias=self.use_bias,
+        )
+        return config
+
+
+class BottleneckBlock(_Block):
+    """Bottleneck: 1x1 input projection, num_groups x (MAB + RDCAB), long skip."""
+
+    def __init__(self, features, block_size, grid_size, num_groups=1, block_gmlp_factor=2,
+                 grid_gmlp_factor=2, input_proj_factor=2, channels_reduction=4,
+                 dropout_rate=0.0, use_bias=True, **kwargs):
+        super().__init__(**kwargs)
+        self.features = features
+        self.block_size = _pair(block_size)
+        self.grid_size = _pair(grid_size)
+        self.num_groups = num_groups
+        self.block_gmlp_factor = block_gmlp_factor
+        self.grid_gmlp_factor = grid_gmlp_factor
+        self.input_proj_factor = input_proj_factor
+        self.channels_reduction = channels_reduction
+        self.dropout_rate = dropout_rate
+        self.use_bias = use_bias
+        self.input_proj = self._conv(features, 1, "input_proj")
+        self.mabs, self.rdcabs = [], []
+        for i in range(num_groups):
+            self.mabs.append(MultiAxisGmlpBlock(
+                self.block_size, self.grid_size, block_gmlp_factor, grid_gmlp_factor,
+                input_proj_factor, dropout_rate, use_bias,
+                name=f"SplitHeadMultiAxisGmlpLayer_{i}", dtype=self.dtype_policy))
+            self.rdcabs.append(RDCAB(
+                features, channels_reduction, dropout_rate, use_bias,
+                name=f"channel_attention_block_1_{i}", dtype=self.dtype_policy))
+
+    def build(self, input_shape):
+        self.input_proj.build(input_shape)
+        feat = input_shape[:-1] + (self.features,)
+        for mab, rdcab in zip(self.mabs, self.rdcabs):
+            mab.build(feat)
+            rdcab.build(feat)
+
+    def call(self, x, training=None):
+        x = self.input_proj(x)
+        shortcut_long = x
+        for mab, rdcab in zip(self.mabs, self.rdcabs):
+            x = mab(x, training=training)
+            x = rdcab(x, training=training)
+        return x + shortcut_long
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[:-1] + (self.features,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            features=self.features, block_size=self.block_size, grid_size=self.grid_size,
+            num_groups=self.num_groups, block_gmlp_factor=self.block_gmlp_factor,
+            grid_gmlp_factor=self.grid_gmlp_factor, input_proj_factor=self.input_proj_factor,
+            channels_reduction=self.channels_reduction, dropout_rate=self.dropout_rate,
+            use_bias=self.use_bias,
+        )
+        return config
+
+
+class SpatialGatingWeights(_Block):
+    """Gating weights of the cross-gating block (official ``GetSpatialGatingWeights``).
+
+    LN, Dense(C*f), GELU, split; one half mixed over grid cells (``Dense_0``),
+    the other over block pixels (``Dense_1``); concat; Dense(C); dropout.
+    """
+
+    def __init__(self, features, block_size, grid_size, input_proj_factor=2,
+                 dropout_rate=0.0, use_bias=True, **kwargs):
+        super().__init__(**kwargs)
+        self.features = features
+        self.block_size = _pair(block_size)
+        self.grid_size = _pair(grid_size)
+        self.input_proj_factor = input_proj_factor
+        self.dropout_rate = dropout_rate
+        self.use_bias = use_bias
+        self.layer_norm_in = self._norm("LayerNorm_in")
+        self.in_project = self._dense(features * input_proj_factor, "in_project")
+        self.dense_grid = self._dense(self.grid_size[0] * self.grid_size[1], "Dense_0")
+        self.dense_block = self._dense(self.block_size[0] * self.block_size[1], "Dense_1")
+        self.out_project = self._dense(features, "out_project")
+        self.dropout = self._dropout("dropout")
+
+    def build(self, input_shape):
+        self.layer_norm_in.build(input_shape)
+        self.in_project.build(input_shape)
+        self.dense_grid.build((None, self.grid_size[0] * self.grid_size[1]))
+        self.dense_block.build((None, self.block_size[0] * self.block_size[1]))
+        self.out_project.build(input_shape[:-1] + (self.features * self.input_proj_factor,))
+
+    def call(self, x, training=None):
+        x = self.layer_norm_in(x)
+        x = gelu(self.in_project(x))
+        u, v = ops.split(x, 2, axis=-1)
+        u = mops.mix_grid_axis(u, self.grid_size, self.dense_grid)
+        v = mops.mix_block_axis(v, self.block_size, self.dense_block)
+        x = ops.concatenate([u, v], axis=-1)
+        x = self.out_project(x)
+        return self.dropout(x, training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            features=self.features, block_size=self.block_size, grid_size=self.grid_size,
+            input_proj_factor=self.input_proj_factor, dropout_rate=self.dropout_rate,
+            use_bias=self.use_bias,
+        )
+        return config
+
+
+class CrossGatingBlock(_Block):
+    """Cross-gating MLP block (CGB): two feature streams gate each other.
+
+    Returns ``(x, y)``: x gated by the weights from y plus all shortcuts, and y
+    gated by the weights from x.
+    """
+
+    def __init__(self, features, block_size, grid_size, input_proj_factor=2,
+                 dropout_rate=0.0, upsample_y=True, use_bias=True, **kwargs):
+        super().__init__(**kwargs)
+        self.features = features
+        self.block_size = _pair(block_size)
+        self.grid_size = _pair(grid_size)
+        self.input_proj_factor = input_proj_factor
+        self.dropout_rate = dropout_rate
+        self.upsample_y = upsample_y
+        self.use_bias = use_bias
+        self.conv_up = self._conv_up(features, "ConvTranspose_0") if upsample_y else None
+        self.conv_x = self._conv(features, 1, "Conv_0")
+        self.conv_y = self._conv(features, 1, "Conv_1")
+        self.layer_norm_x = self._norm("LayerNorm_x")
+        self.layer_norm_y = self._norm("LayerNorm_y")
+        self.in_project_x = self._dense(features, "in_project_x")
+        self.in_project_y = self._dense(features, "in_project_y")
+        # The official block builds its gating-weight modules with the default
+        # input projection factor (2), whatever the model's input_proj_factor.
+        self.gating_x = SpatialGatingWeights(
+            features, self.block_size, self.grid_size, 2, dropout_rate, use_bias,
+            name="SplitHeadMultiAxisGating_x", dtype=self.dtype_policy)
+        self.gating_y = SpatialGatingWeights(
+            features, self.block_size, self.grid_size, 2, dropout_rate, use_bias,
+            name="SplitHeadMultiAxisGating_y", dtype=self.dtype_policy)
+        self.out_project_x = self._dense(features, "out_project_x")
+        self.out_project_y = self._dense(features, "out_project_y")
+        self.dropout_x = self._dropout("dropout_x")
+        self.dropout_y = self._dropout("dropout_y")
+
+    def build(self, x_shape, y_shape):
+        if self.conv_up is not None:
+            self.conv_up.build(y_shape)
+            y_shape = y_shape[:-1] + (self.features,)
+        self.conv_x.build(x_shape)
+        self.conv_y.build(y_shape)
+        feat = x_shape[:-1] + (self.features,)
+        for layer in (self.layer_norm_x, self.layer_norm_y, self.in_project_x, self.in_project_y,
+                      self.gating_x, self.gating_y, self.out_project_x, self.out_project_y):
+            layer.build(feat)
+
+    def call(self, x, y, training=None):
+        if self.conv_up is not None:
+            y = self.conv_up(y)
+        x = self.conv_x(x)
+        y = self.conv_y(y)
+        shortcut_x, shortcut_y = x, y
+
+        x = gelu(self.in_project_x(self.layer_norm_x(x)))
+        gx = self.gating_x(x, training=training)
+        y = gelu(self.in_project_y(self.layer_norm_y(y)))
+        gy = self.gating_y(y, training=training)
+
+        y = self.out_project_y(y * gx)
+        y = self.dropout_y(y, training=training) + shortcut_y
+        x = self.out_project_x(x * gy)
+        x = self.dropout_x(x, training=training)
+        return x + y + shortcut_x, y
+
+    def compute_output_shape(self, x_shape, y_shape):
+        out = x_shape[:-1] + (self.features,)
+        return out, out
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            features=self.features, block_size=self.block_size, grid_size=self.grid_size,
+            input_proj_factor=self.input_proj_factor, dropout_rate=self.dropout_rate,
+            upsample_y=self.upsample_y, use_bias=self.use_bias,
+        )
+        return config
+
+
+class UNetEncoderBlock(_Block):
+    """UNet encoder block: [concat skip] 1x1 conv, num_groups x (MAB + RCAB),
+    long skip, optional cross-gating with the previous stage, optional 4x4/2
+    down-convolution. Returns ``(x_down, x)`` when ``downsample`` else ``x``.
+    """
+
+    def __init__(self, features, block_size, grid_size, num_groups=1, lrelu_slope=0.2,
+                 block_gmlp_factor=2, grid_gmlp_factor=2, input_proj_factor=2,
+                 channels_reduction=4, dropout_rate=0.0, downsample=True,
+                 use_global_mlp=True, use_bias=True, use_cross_gating=False, **kwargs):
+        super().__init__(**kwargs)
+        self.features = features
+        self.block_size = _pair(block_size)
+        self.grid_size = _pair(grid_size)
+        self.num_groups = num_groups
+        self.lrelu_slope = lrelu_slope
+        self.block_gmlp_factor = block_gmlp_factor
+        self.grid_gmlp_factor = grid_gmlp_factor
+        self.input_proj_factor = input_proj_factor
+        self.channels_reduction = channels_reduction
+        self.dropout_rate = dropout_rate
+        self.downsample = downsample
+        self.use_global_mlp = use_global_mlp
+        self.use_bias = use_bias
+        self.use_cross_gating = use_cross_gating
+        self.conv_in = self._conv(features, 1, "Conv_0")
+        self.mabs, self.rcabs = [], []
+        for i in range(num_groups):
+            if use_global_mlp:
+                self.mabs.append(MultiAxisGmlpBlock(
+                    self.block_size, self.grid_size, block_gmlp_factor, grid_gmlp_factor,
+                    input_proj_factor, dropout_rate, use_bias,
+                    name=f"SplitHeadMultiAxisGmlpLayer_{i}", dtype=self.dtype_policy))
+            # The official encoder leaves RCAB's slope at its default (0.2),
+            # whatever lrelu_slope says; kept so converted checkpoints match.
+            self.rcabs.append(RCAB(
+                features, channels_reduction, 0.2, use_bias,
+                name=f"channel_attention_block_1{i}", dtype=self.dtype_policy))
+        self.cross_gating = None
+        if use_cross_gating:
+            self.cross_gating = CrossGatingBlock(
+                features, self.block_size, self.grid_size, input_proj_factor, dropout_rate,
+                upsample_y=False, use_bias=use_bias, name="cross_gating_block",
+                dtype=self.dtype_policy)
+        self.conv_down = self._conv(features, 4, "Conv_1", strides=2) if downsample else None
+
+    def build(self, x_shape, skip_shape=None, cross_shape=None):
+        c_in = x_shape[-1] + (skip_shape[-1] if skip_shape is not None else 0)
+        self.conv_in.build(x_shape[:-1] + (c_in,))
+        feat = x_shape[:-1] + (self.features,)
+        for layer in self.mabs + self.rcabs:
+            layer.build(feat)
+        if self.cross_gating is not None and cross_shape is not None:
+            self.cross_gating.build(feat, cross_shape)
+        if self.conv_down is not None:
+            self.conv_down.build(feat)
+
+    def call(self, x, skip=None, cross=None, training=None):
+        """Args: x; skip: features concatenated to x first; cross: the previous
+        stage's encoder + decoder features, cross-gated with x."""
+        if skip is not None:
+            x = ops.concatenate([x, skip], axis=-1)
+        x = self.conv_in(x)
+        shortcut_long = x
+        for i, rcab in enumerate(self.rcabs):
+            if self.use_global_mlp:
+                x = self.mabs[i](x, training=training)
+            x = rcab(x)
+        x = x + shortcut_long
+        if cross is not None:
+            if self.cross_gating is None:
+                raise ValueError(f"{self.name}: got `cross` but use_cross_gating=False")
+            x, _ = self.cross_gating(x, cross, training=training)
+        if self.conv_down is not None:
+            return self.conv_down(x), x
+        return x
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            features=self.features, block_size=self.block_size, grid_size=self.grid_size,
+            num_groups=self.num_groups, lrelu_slope=self.lrelu_slope,
+            block_gmlp_factor=self.block_gmlp_factor, grid_gmlp_factor=self.grid_gmlp_factor,
+            input_proj_factor=self.input_proj_factor,
+            channels_reduction=self.channels_reduction, dropout_rate=self.dropout_rate,
+            downsample=self.downsample, use_global_mlp=self.use_global_mlp,
+            use_bias=self.use_bias, use_cross_gating=self.use_cross_gating,
+        )
+        return config
+
+
+class UNetDecoderBlock(_Block):
+    """UNet decoder block: 2x2/2 transposed conv, then an encoder block
+    (no downsampling) fed the bridge features as skip."""
+
+    def __init__(self, features, block_size, grid_size, num_groups=1, lrelu_slope=0.2,
+                 block_gmlp_factor=2, grid_gmlp_factor=2, input_proj_factor=2,
+                 channels_reduction=4, dropout_rate=0.0, use_global_mlp=True, use_bias=True,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.features = features
+        self.block_size = _pair(block_size)
+        self.grid_size = _pair(grid_size)
+        self.num_groups = num_groups
+        self.lrelu_slope = lrelu_slope
+        self.block_gmlp_factor = block_gmlp_factor
+        self.grid_gmlp_factor = grid_gmlp_factor
+        self.input_proj_factor = input_proj_factor
+        self.channels_reduction = channels_reduction
+        self.dropout_rate = dropout_rate
+        self.use_global_mlp = use_global_mlp
+        self.use_bias = use_bias
+        self.conv_up = self._conv_up(features, "ConvTranspose_0")
+        # The official decoder does not forward input_proj_factor to its inner
+        # encoder block, which therefore always uses 2.
+        self.block = UNetEncoderBlock(
+            features, self.block_size, self.grid_size, num_groups, lrelu_slope,
+            block_gmlp_factor, grid_gmlp_factor, 2, channels_reduction, dropout_rate,
+            downsample=False, use_global_mlp=use_global_mlp, use_bias=use_bias,
+            name="UNetEncoderBlock_0", dtype=self.dtype_policy)
+
+    def build(self, x_shape, bridge_shape=None):
+        self.conv_up.build(x_shape)
+        self.block.build(x_shape[:-1] + (self.features,), bridge_shape)
+
+    def call(self, x, bridge=None, training=None):
+        x = self.conv_up(x)
+        return self.block(x, skip=bridge, training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            features=self.features, block_size=self.block_size, grid_size=self.grid_size,
+            num_groups=self.num_groups, lrelu_slope=self.lrelu_slope,
+            block_gmlp_factor=self.block_gmlp_factor, grid_gmlp_factor=self.grid_gmlp_factor,
+            input_proj_factor=self.input_proj_factor,
+            channels_reduction=self.channels_reduction, dropout_rate=self.dropout_rate,
+            use_global_mlp=self.use_global_mlp, use_bias=self.use_bias,
+        )
+        return config
+
+
+class UpSampleRatio(_Block):
+    """Rescale features by ``ratio`` (a power of two) and project with a 1x1 conv.
+
+    Downscaling is the antialiased bilinear resize of ``jax.image.resize`` in
+    its exact convolution form; upscaling is half-pixel bilinear. The 1x1 conv
+    runs at the lower of the two resolutions (bilinear weights sum to one, so
+    conv and resize commute exactly up to float rounding) to save compute.
+    """
+
+    def __init__(self, features, ratio, use_bias=True, **kwargs):
+        super().__init__(**kwargs)
+        self.features = features
+        self.ratio = float(ratio)
+        self.use_bias = use_bias
+        self.conv = self._conv(features, 1, "Conv_0")
+
+    def build(self, input_shape):
+        self.conv.build(input_shape)
+
+    def call(self, x):
+        if self.ratio < 1:
+            return self.conv(mops.antialiased_downsample(x, int(round(1 / self.ratio))))
+        if self.ratio > 1:
+            return mops.bilinear_upsample(self.conv(x), int(round(self.ratio)))
+        return self.conv(x)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(features=self.features, ratio=self.ratio, use_bias=self.use_bias)
+        return config
+
+
+class SAM(_Block):
+    """Supervised attention module between stages (from MPRNet).
+
+    Returns ``(features, image)``: the restored image at this stage (conv +
+    input image when 3 channels) and the input features re-weighted by an
+    attention map computed from that image.
+    """
+
+    def __init__(self, features, output_channels=3, use_bias=True, **kwargs):
+        super().__init__(**kwargs)
+        self.features = features
+        self.output_channels = output_channels
+        self.use_bias = use_bias
+        self.conv_0 = self._conv(features, 3, "Conv_0")
+        self.conv_1 = self._conv(output_channels, 3, "Conv_1")
+        self.conv_2 = self._conv(features, 3, "Conv_2")
+
+    def build(self, x_shape, image_shape):
+        self.conv_0.build(x_shape)
+        self.conv_1.build(x_shape)
+        self.conv_2.build(x_shape[:-1] + (self.output_channels,))
+
+    def call(self, x, image):
+        x1 = self.conv_0(x)
+        out = self.conv_1(x)
+        if self.output_channels == 3:
+            out = out + image
+        x2 = ops.sigmoid(self.conv_2(out))
+        return x1 * x2 + x, out
+
+    def compute_output_shape(self, x_shape, image_shape):
+        return x_shape[:-1] + (self.features,), x_shape[:-1] + (self.output_channels,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(features=self.features, output_channels=self.output_channels,
+                      use_bias=self.use_bias)
+        return config
+
+
+class NearestDownsample(keras.layers.Layer):
+    """Nearest-neighbour ×1/factor downscale of the input image (multi-scale inputs)."""
+
+    def __init__(self, factor, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = int(factor)
+
+    def call(self, x):
+        return mops.nearest_downsample(x, self.factor)
+
+    def compute_output_shape(self, s):
+        f = self.factor
+        return (s[0], None if s[1] is None else s[1] // f, None if s[2] is None else s[2] // f, s[3])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(factor=self.factor)
+        return config
+
+
+LAYERS = (
+    MlpBlock, ChannelAttention, RCAB, RDCAB, GatingUnit, GmlpLayer, MultiAxisGmlpBlock,
+    BottleneckBlock, SpatialGatingWeights, CrossGatingBlock, UNetEncoderBlock,
+    UNetDecoderBlock, UpSampleRatio, SAM, NearestDownsample,
+)
+for _cls in LAYERS:
+    keras.saving.register_keras_serializable(package="maxim_tf")(_cls)

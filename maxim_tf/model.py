@@ -1,0 +1,271 @@
+"""The multi-stage, multi-scale MAXIM network as a Keras 3 functional model."""
+
+import keras
+import numpy as np
+
+from maxim_tf import layers as L
+from maxim_tf import ops as mops
+from maxim_tf.presets import DEFAULT_CONFIG, variant_config
+
+_TUPLE_KEYS = ("block_size_hr", "block_size_lr", "grid_size_hr", "grid_size_lr")
+
+
+@keras.saving.register_keras_serializable(package="maxim_tf")
+class MAXIM(keras.Model):
+    """MAXIM: Multi-Axis MLP for Image Processing (Tu et al., CVPR 2022).
+
+    A Keras functional model equal to the official JAX/Flax ``MAXIM`` (same
+    constructor arguments, same parameter tree). It takes float32 NHWC images
+    in [0, 1] of any batch size and any H, W that are multiples of
+    ``model.size_multiple`` (64 for the official variants), without a rebuild.
+
+    Args:
+        features ... dropout_rate: as the official ``MAXIM`` constructor (see
+            ``maxim_tf.presets.DEFAULT_CONFIG`` for the defaults).
+        return_all_outputs: if False (default) the model returns the restored
+            image (last scale of the last stage). If True it returns the flat
+            list of every stage x scale output in the official nesting order
+            ``[stage0_scale0 (coarsest), ..., stage0_scaleK (full), stage1_scale0,
+            ...]``; its last element is the restored image.
+
+    Example:
+        >>> model = maxim_tf.MAXIM.from_variant("S-3")
+        >>> restored = model(images)  # images: float32 [N, H, W, 3] in [0, 1]
+
+    Notes (kept for exact parity with the official code):
+        * low-resolution levels and the bottleneck use ``block_size_lr`` as
+          their *grid* size (``grid_size_lr`` is accepted but unused);
+        * RCABs use a leaky-ReLU slope of 0.2 whatever ``lrelu_slope`` is;
+        * decoder blocks and cross-gating weights use an input projection
+          factor of 2 whatever ``input_proj_factor`` is;
+        * encoder blocks of stages > 0 always cross-gate with the previous
+          stage, even with ``use_cross_gating=False``.
+    """
+
+    def __init__(self, features=64, depth=3, num_stages=2, num_groups=1, use_bias=True,
+                 num_supervision_scales=1, lrelu_slope=0.2, use_global_mlp=True,
+                 use_cross_gating=True, high_res_stages=2, block_size_hr=(16, 16),
+                 block_size_lr=(8, 8), grid_size_hr=(16, 16), grid_size_lr=(8, 8),
+                 num_bottleneck_blocks=1, block_gmlp_factor=2, grid_gmlp_factor=2,
+                 input_proj_factor=2, channels_reduction=4, num_outputs=3, dropout_rate=0.0,
+                 return_all_outputs=False, **kwargs):
+        config = dict(
+            features=features, depth=depth, num_stages=num_stages, num_groups=num_groups,
+            use_bias=use_bias, num_supervision_scales=num_supervision_scales,
+            lrelu_slope=lrelu_slope, use_global_mlp=use_global_mlp,
+            use_cross_gating=use_cross_gating, high_res_stages=high_res_stages,
+            block_size_hr=L._pair(block_size_hr), block_size_lr=L._pair(block_size_lr),
+            grid_size_hr=L._pair(grid_size_hr), grid_size_lr=L._pair(grid_size_lr),
+            num_bottleneck_blocks=num_bottleneck_blocks, block_gmlp_factor=block_gmlp_factor,
+            grid_gmlp_factor=grid_gmlp_factor, input_proj_factor=input_proj_factor,
+            channels_reduction=channels_reduction, num_outputs=num_outputs,
+            dropout_rate=dropout_rate,
+        )
+        _check_config(config)
+        dtype = kwargs.pop("dtype", None)
+        inputs = keras.Input(shape=(None, None, 3), name="images")
+        outputs = _build_graph(inputs, config, dtype)
+        if not return_all_outputs:
+            outputs = outputs[-1]
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        self.maxim_config = config
+        self.return_all_outputs = return_all_outputs
+        self.size_multiple = _size_multiple(config)
+
+    @classmethod
+    def from_variant(cls, variant, **overrides):
+        """Build a named official variant ("S-1" ... "M-3"), randomly initialised.
+
+        Uses ``num_supervision_scales=3`` as the released checkpoints do;
+        any constructor argument can be overridden.
+        """
+        return cls(**variant_config(variant, **overrides))
+
+    def check_input_shape(self, shape):
+        """Raise ValueError unless H and W of ``shape`` fit the model."""
+        if len(shape) != 4 or (shape[-1] is not None and shape[-1] != 3):
+            raise ValueError(
+                f"MAXIM expects images of shape [N, H, W, 3]. Received: shape={tuple(shape)}")
+        mh, mw = self.size_multiple
+        h, w = shape[1], shape[2]
+        bad = [(n, v, m) for n, v, m in (("height", h, mh), ("width", w, mw))
+               if v is not None and (v == 0 or v % m)]
+        if bad:
+            what = ", ".join(f"{n} {v} is not a positive multiple of {m}" for n, v, m in bad)
+            raise ValueError(
+                f"Input {what} (required by block/grid sizes and depth of this model; "
+                f"pad the image, e.g. with maxim_tf.Restorer, which pads and crops back). "
+                f"Received: shape={tuple(shape)}")
+
+    def call(self, inputs, training=None, mask=None):
+        shape = getattr(inputs, "shape", None)
+        if shape is not None:
+            self.check_input_shape(tuple(shape))
+        return super().call(inputs, training=training, mask=mask)
+
+    def get_config(self):
+        config = {k: (list(v) if k in _TUPLE_KEYS else v) for k, v in self.maxim_config.items()}
+        config.update(return_all_outputs=self.return_all_outputs, name=self.name)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def _check_config(c):
+    for key in ("features", "depth", "num_stages", "num_supervision_scales"):
+        if int(c[key]) < 1:
+            raise ValueError(f"{key} must be >= 1. Received: {key}={c[key]}")
+    if c["num_supervision_scales"] > c["depth"]:
+        raise ValueError(
+            f"num_supervision_scales must be <= depth. Received: "
+            f"num_supervision_scales={c['num_supervision_scales']}, depth={c['depth']}")
+    if c["features"] % c["channels_reduction"]:
+        raise ValueError(
+            f"features must be divisible by channels_reduction. Received: "
+            f"features={c['features']}, channels_reduction={c['channels_reduction']}")
+
+
+def _level_sizes(c, i):
+    """(block_size, grid_size) at UNet level i, as the official code picks them."""
+    if i < c["high_res_stages"]:
+        return c["block_size_hr"], c["grid_size_hr"]
+    return c["block_size_lr"], c["block_size_lr"]
+
+
+def _size_multiple(c):
+    levels = [list(_level_sizes(c, i)) for i in range(c["depth"])]
+    return mops.size_multiple(levels, c["depth"], c["block_size_lr"])
+
+
+def _build_graph(inputs, c, dtype):
+    """Wire the official MAXIM forward pass; returns the flat list of outputs."""
+    F, depth, S = c["features"], c["depth"], c["num_supervision_scales"]
+    common = dict(use_bias=c["use_bias"], dtype=dtype)
+    mlp = dict(block_gmlp_factor=c["block_gmlp_factor"], grid_gmlp_factor=c["grid_gmlp_factor"],
+               dropout_rate=c["dropout_rate"])
+    counters = {"UpSampleRatio": 0, "Conv": 0}
+
+    def auto_name(kind):
+        # Flax names unnamed submodules <Class>_<k>, counted over the whole model.
+        name = f"{kind}_{counters[kind]}"
+        counters[kind] += 1
+        return name
+
+    def conv(filters, k, name):
+        return keras.layers.Conv2D(filters, k, padding="same", name=name, **common)
+
+    shortcuts = [inputs] + [
+        L.NearestDownsample(2**i, name=f"input_scale_{i}", dtype=dtype)(inputs)
+        for i in range(1, S)
+    ]
+    outputs_all = []
+    sam_features, encs_prev, decs_prev = [], [], []
+    for s in range(c["num_stages"]):
+        x_scales = []
+        for i in range(S):
+            x_scale = conv((2**i) * F, 3, f"stage_{s}_input_conv_{i}")(shortcuts[i])
+            if s > 0:
+                if c["use_cross_gating"]:
+                    block, grid = _level_sizes(c, i)
+                    x_scale, _ = L.CrossGatingBlock(
+                        (2**i) * F, block, grid, c["input_proj_factor"], c["dropout_rate"],
+                        upsample_y=False, name=f"stage_{s}_input_fuse_sam_{i}", **common,
+                    )(x_scale, sam_features.pop())
+                else:
+                    cat = keras.layers.Concatenate(name=f"stage_{s}_input_cat_{i}")(
+                        [x_scale, sam_features.pop()])
+                    x_scale = conv((2**i) * F, 1, f"stage_{s}_input_catconv_{i}")(cat)
+            x_scales.append(x_scale)
+
+        encs = []
+        x = x_scales[0]
+        for i in range(depth):
+            block, grid = _level_sizes(c, i)
+            cross = None
+            if s > 0:
+                enc_prev, dec_prev = encs_prev.pop(), decs_prev.pop()
+                cross = keras.layers.Add(name=f"stage_{s}_enc_dec_sum_{i}")([enc_prev, dec_prev])
+            x, bridge = L.UNetEncoderBlock(
+                (2**i) * F, block, grid, c["num_groups"], c["lrelu_slope"],
+                input_proj_factor=c["input_proj_factor"],
+                channels_reduction=c["channels_reduction"], downsample=True,
+                use_global_mlp=c["use_global_mlp"], use_cross_gating=s > 0,
+                name=f"stage_{s}_encoder_block_{i}", **mlp, **common,
+            )(x, skip=x_scales[i] if i < S else None, cross=cross)
+            encs.append(bridge)
+
+        for i in range(c["num_bottleneck_blocks"]):
+            x = L.BottleneckBlock(
+                (2 ** (depth - 1)) * F, c["block_size_lr"], c["block_size_lr"], c["num_groups"],
+                input_proj_factor=c["input_proj_factor"],
+                channels_reduction=c["channels_reduction"],
+                name=f"stage_{s}_global_block_{i}", **mlp, **common,
+            )(x)
+        global_feature = x
+
+        skip_features = []
+        for i in reversed(range(depth)):
+            block, grid = _level_sizes(c, i)
+            signal = _concat([
+                L.UpSampleRatio((2**i) * F, 2.0 ** (j - i), name=auto_name("UpSampleRatio"),
+                                **common)(enc)
+                for j, enc in enumerate(encs)
+            ], f"stage_{s}_skip_signal_{i}")
+            if c["use_cross_gating"]:
+                skips, global_feature = L.CrossGatingBlock(
+                    (2**i) * F, block, grid, c["input_proj_factor"], c["dropout_rate"],
+                    upsample_y=True, name=f"stage_{s}_cross_gating_block_{i}", **common,
+                )(signal, global_feature)
+            else:
+                skips = conv((2**i) * F, 1, auto_name("Conv"))(signal)
+                skips = conv((2**i) * F, 3, auto_name("Conv"))(skips)
+            skip_features.append(skips)
+
+        outputs, decs, sam_features = [], [], []
+        for i in reversed(range(depth)):
+            block, grid = _level_sizes(c, i)
+            signal = _concat([
+                L.UpSampleRatio((2**i) * F, 2.0 ** (depth - j - 1 - i),
+                                name=auto_name("UpSampleRatio"), **common)(skip)
+                for j, skip in enumerate(skip_features)
+            ], f"stage_{s}_decoder_signal_{i}")
+            x = L.UNetDecoderBlock(
+                (2**i) * F, block, grid, c["num_groups"], c["lrelu_slope"],
+                input_proj_factor=c["input_proj_factor"],
+                channels_reduction=c["channels_reduction"], use_global_mlp=c["use_global_mlp"],
+                name=f"stage_{s}_decoder_block_{i}", **mlp, **common,
+            )(x, bridge=signal)
+            decs.append(x)
+            if i < S:
+                if s < c["num_stages"] - 1:
+                    sam, out = L.SAM(
+                        (2**i) * F, c["num_outputs"],
+                        name=f"stage_{s}_supervised_attention_module_{i}", **common,
+                    )(x, shortcuts[i])
+                    sam_features.append(sam)
+                else:
+                    out = conv(c["num_outputs"], 3, f"stage_{s}_output_conv_{i}")(x)
+                    if c["num_outputs"] == 3:
+                        out = keras.layers.Add(name=f"stage_{s}_output_residual_{i}")(
+                            [out, shortcuts[i]])
+                outputs.append(out)
+        encs_prev = encs[::-1]
+        decs_prev = decs
+        outputs_all.extend(
+            keras.layers.Activation("linear", dtype="float32", name=f"stage{s}_out{k}")(o)
+            for k, o in enumerate(outputs))
+    return outputs_all
+
+
+def _concat(tensors, name):
+    if len(tensors) == 1:
+        return tensors[0]
+    return keras.layers.Concatenate(axis=-1, name=name)(tensors)
+
+
+def count_official_params(config):
+    """Parameter count of the official model with ``config`` (no weights built)."""
+    model = MAXIM(**config)
+    return int(sum(np.prod(v.shape) for v in model.weights))
