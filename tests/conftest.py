@@ -1,0 +1,46 @@
+"""Shared test fixtures. Slow checks are marked ``slow`` and run with ``-m slow``."""
+
+import os
+import pathlib
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TESTS = REPO / "tests"
+FIXTURES = TESTS / "fixtures"
+# ../shared sits beside the clone on CI and on developer machines; a fresh
+# clone without it runs the subset of fixtures committed under tests/fixtures.
+SHARED = REPO.parent / "shared"
+SHARED_OFFICIAL = SHARED / "fixtures" / "official"
+SHARED_IMAGES = SHARED / "images" / "degraded"
+
+# A small MAXIM (2 stages, 3 scales, 8 features, block/grid 8 hr / 4 lr):
+# size multiple 32, builds in a second or two.
+TINY_CONFIG = dict(
+    features=8, depth=3, num_stages=2, num_groups=1, num_supervision_scales=3,
+    num_bottleneck_blocks=1, block_size_hr=(8, 8), grid_size_hr=(8, 8),
+    block_size_lr=(4, 4), grid_size_lr=(4, 4),
+)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: slow checks (minutes); run with `pytest -m slow`")
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """A randomly initialised tiny MAXIM (seeded), returning the restored image."""
+    import keras
+
+    import maxim_tf
+
+    keras.utils.set_random_seed(0)
+    return maxim_tf.MAXIM(**TINY_CONFIG)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
