@@ -1,0 +1,12 @@
+"""Official JAX/Flax checkpoint -> Keras converter (``maxim_tf.conversion``)."""
+
+from maxim_tf.conversion.checkpoint import (
+    ConversionError,
+    convert_checkpoint,
+    expected_parameters,
+    infer_config,
+    load_official_params,
+)
+
+__all__ = ["ConversionError", "convert_checkpoint", "expected_parameters", "infer_config",
+           "load_official_params"]

@@ -27,6 +27,13 @@ def _pair(v):
     return v
 
 
+def _scaled(shape, factor, channels):
+    """NHWC shape with H, W multiplied by ``factor`` (None stays None)."""
+    def f(v):
+        return None if v is None else int(v * factor)
+    return (shape[0], f(shape[1]), f(shape[2]), channels)
+
+
 def gelu(x):
     # Flax nn.gelu is the tanh approximation.
     return ops.gelu(x, approximate=True)
@@ -618,6 +625,12 @@ class UNetEncoderBlock(_Block):
             return self.conv_down(x), x
         return x
 
+    def compute_output_shape(self, x_shape, skip_shape=None, cross_shape=None):
+        out = _scaled(x_shape, 1, self.features)
+        if self.conv_down is not None:
+            return _scaled(x_shape, 0.5, self.features), out
+        return out
+
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -670,6 +683,9 @@ class UNetDecoderBlock(_Block):
         x = self.conv_up(x)
         return self.block(x, skip=bridge, training=training)
 
+    def compute_output_shape(self, x_shape, bridge_shape=None):
+        return _scaled(x_shape, 2, self.features)
+
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -708,6 +724,9 @@ class UpSampleRatio(_Block):
         if self.ratio > 1:
             return mops.bilinear_upsample(self.conv(x), int(round(self.ratio)))
         return self.conv(x)
+
+    def compute_output_shape(self, input_shape):
+        return _scaled(input_shape, self.ratio, self.features)
 
     def get_config(self):
         config = super().get_config()

@@ -81,6 +81,31 @@ class MAXIM(keras.Model):
         """
         return cls(**variant_config(variant, **overrides))
 
+    def copy_weights_from(self, other):
+        """Copy weights from another MAXIM of the same config, matched by name.
+
+        A model that returns only the restored image lacks the output
+        convolutions of the coarser scales of the last stage (they do not feed
+        it), so weights are matched by variable path, not position: every
+        weight of this model must exist in ``other`` with the same shape.
+        """
+        source = {v.path: v for v in other.weights}
+        for v in self.weights:
+            src = source.get(v.path)
+            if src is None or tuple(src.shape) != tuple(v.shape):
+                raise ValueError(
+                    f"Cannot copy weights: {v.path} {tuple(v.shape)} has no counterpart in "
+                    f"{other.name} (configs differ?)")
+            v.assign(src)
+        return self
+
+    def with_outputs(self, return_all_outputs):
+        """A new MAXIM of the same config returning all outputs or only the
+        restored image, with this model's weights."""
+        config = dict(self.maxim_config)
+        new = MAXIM(**config, return_all_outputs=return_all_outputs, dtype=self.dtype_policy)
+        return new.copy_weights_from(self)
+
     def check_input_shape(self, shape):
         """Raise ValueError unless H and W of ``shape`` fit the model."""
         if len(shape) != 4 or (shape[-1] is not None and shape[-1] != 3):
