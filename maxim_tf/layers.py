@@ -97,6 +97,9 @@ class MlpBlock(_Block):
         x = self.dropout(x, training=training)
         return self.dense_1(x)
 
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
     def get_config(self):
         config = super().get_config()
         config.update(mlp_dim=self.mlp_dim, dropout_rate=self.dropout_rate, use_bias=self.use_bias)
@@ -124,6 +127,9 @@ class ChannelAttention(_Block):
         y = ops.relu(self.conv_0(y))
         y = ops.sigmoid(self.conv_1(y))
         return x * y
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
     def get_config(self):
         config = super().get_config()
@@ -161,6 +167,9 @@ class RCAB(_Block):
         y = self.conv2(y)
         return self.channel_attention(y) + x
 
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -197,6 +206,9 @@ class RDCAB(_Block):
         y = self.channel_mixing(y, training=training)
         y = self.channel_attention(y)
         return x + y
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
     def get_config(self):
         config = super().get_config()
@@ -289,6 +301,9 @@ class GmlpLayer(_Block):
         y = self.dropout(y, training=training)
         return x + y
 
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -348,6 +363,9 @@ class MultiAxisGmlpBlock(_Block):
         x = self.out_project(x)
         x = self.dropout(x, training=training)
         return x + shortcut
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
     def get_config(self):
         config = super().get_config()
@@ -457,6 +475,9 @@ class SpatialGatingWeights(_Block):
         x = ops.concatenate([u, v], axis=-1)
         x = self.out_project(x)
         return self.dropout(x, training=training)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[:-1] + (self.features,)
 
     def get_config(self):
         config = super().get_config()

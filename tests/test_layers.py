@@ -1,0 +1,111 @@
+"""Single-layer checks of the Flax parity traps, and layer serialization."""
+
+import keras
+import numpy as np
+import pytest
+
+import maxim_tf
+from maxim_tf import layers as L
+from maxim_tf.conversion.checkpoint import to_keras
+
+
+def test_layer_norm_uses_flax_epsilon(rng):
+    # Small-variance input: epsilon 1e-6 vs Keras' 1e-3 changes the result a lot.
+    x = (rng.standard_normal((2, 4, 4, 8)) * 0.01).astype("float32")
+    rcab = L.RCAB(8)
+    rcab.build(x.shape)
+    ln = rcab.layer_norm
+    want = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-6)
+    np.testing.assert_allclose(ln(x).numpy(), want, atol=1e-4, rtol=1e-4)
+
+
+def test_gelu_is_tanh_approximation():
+    x = np.linspace(-4, 4, 101).astype("float32")
+    tanh_form = 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+    np.testing.assert_allclose(np.asarray(L.gelu(x)), tanh_form, atol=1e-6)
+
+
+def _flax_conv_transpose_2x2_s2(x, k, b):
+    """Reference Flax ConvTranspose(kernel 2x2, stride 2, 'SAME'): lhs-dilated conv
+    with the kernel as is (no flip), padding (1, 0) per spatial axis."""
+    n, h, w, _ = x.shape
+    out = np.zeros((n, 2 * h, 2 * w, k.shape[-1]), np.float64)
+    dil = np.zeros((n, 2 * h - 1, 2 * w - 1, x.shape[-1]))
+    dil[:, ::2, ::2] = x
+    dil = np.pad(dil, ((0, 0), (1, 1), (1, 1), (0, 0)))  # SAME for k=2, s=2: (1, 1) after dilation
+    for i in range(2 * h):
+        for j in range(2 * w):
+            out[:, i, j] = np.einsum("nabc,abcd->nd", dil[:, i:i + 2, j:j + 2], k)
+    return out + b
+
+
+def test_conv_transpose_kernel_port(rng):
+    x = rng.standard_normal((1, 3, 4, 5)).astype("float32")
+    k = rng.standard_normal((2, 2, 5, 6)).astype("float32")  # Flax (kh, kw, in, out)
+    b = rng.standard_normal(6).astype("float32")
+    layer = keras.layers.Conv2DTranspose(6, 2, strides=2, padding="same")
+    layer.build(x.shape)
+    layer.kernel.assign(to_keras("x/ConvTranspose_0/kernel", k))
+    layer.bias.assign(b)
+    np.testing.assert_allclose(layer(x).numpy(), _flax_conv_transpose_2x2_s2(x, k, b), atol=1e-5)
+    # Without the flip the port would be wrong: the test can tell.
+    layer.kernel.assign(k.transpose(0, 1, 3, 2))
+    assert np.abs(layer(x).numpy() - _flax_conv_transpose_2x2_s2(x, k, b)).max() > 1e-2
+
+
+def test_down_conv_same_padding(rng):
+    # Flax Conv 4x4 stride 2 'SAME' pads (1, 2) per axis: total 2, low side 1.
+    x = rng.standard_normal((1, 8, 6, 3)).astype("float32")
+    k = rng.standard_normal((4, 4, 3, 2)).astype("float32")
+    layer = keras.layers.Conv2D(2, 4, strides=2, padding="same", use_bias=False)
+    layer.build(x.shape)
+    layer.kernel.assign(k)
+    xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    want = np.stack([np.stack([np.einsum("abc,abcd->d", xp[0, 2 * i:2 * i + 4, 2 * j:2 * j + 4], k)
+                               for j in range(3)]) for i in range(4)])[None]
+    np.testing.assert_allclose(layer(x).numpy(), want, atol=1e-4)
+
+
+LAYER_CASES = [
+    (L.MlpBlock, dict(mlp_dim=8), [(1, 8, 8, 4)]),
+    (L.ChannelAttention, dict(features=8, reduction=4), [(1, 8, 8, 8)]),
+    (L.RCAB, dict(features=8), [(1, 8, 8, 8)]),
+    (L.RDCAB, dict(features=8, reduction=4), [(1, 8, 8, 8)]),
+    (L.GmlpLayer, dict(mode="grid", size=(2, 2)), [(1, 8, 8, 4)]),
+    (L.GmlpLayer, dict(mode="block", size=(4, 4)), [(1, 8, 8, 4)]),
+    (L.MultiAxisGmlpBlock, dict(block_size=(4, 4), grid_size=(2, 2)), [(1, 8, 8, 8)]),
+    (L.BottleneckBlock, dict(features=8, block_size=4, grid_size=4, num_groups=2), [(1, 8, 8, 4)]),
+    (L.CrossGatingBlock, dict(features=8, block_size=4, grid_size=4), [(1, 8, 8, 6), (1, 4, 4, 4)]),
+    (L.UNetEncoderBlock, dict(features=8, block_size=4, grid_size=4), [(1, 8, 8, 4)]),
+    (L.UNetDecoderBlock, dict(features=8, block_size=4, grid_size=4), [(1, 4, 4, 16)]),
+    (L.UpSampleRatio, dict(features=4, ratio=0.25), [(1, 8, 8, 3)]),
+    (L.UpSampleRatio, dict(features=4, ratio=2.0), [(1, 8, 8, 3)]),
+    (L.SAM, dict(features=8), [(1, 8, 8, 8), (1, 8, 8, 3)]),
+    (L.NearestDownsample, dict(factor=2), [(1, 8, 8, 3)]),
+]
+
+
+@pytest.mark.parametrize("cls,kwargs,shapes", LAYER_CASES,
+                         ids=[f"{c.__name__}-{i}" for i, (c, _, _) in enumerate(LAYER_CASES)])
+def test_layer_config_round_trip_and_output_shape(rng, cls, kwargs, shapes):
+    layer = cls(**kwargs, name="probe")
+    inputs = [rng.standard_normal(s).astype("float32") for s in shapes]
+    out = layer(*inputs)
+    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert type(clone) is cls
+    assert clone.get_config() == layer.get_config()
+    out2 = clone(*inputs)
+    outs = out if isinstance(out, tuple) else (out,)
+    outs2 = out2 if isinstance(out2, tuple) else (out2,)
+    assert [tuple(o.shape) for o in outs] == [tuple(o.shape) for o in outs2]
+    want = layer.compute_output_shape(*[tuple(s) for s in shapes])
+    want = want if isinstance(want[0], tuple) else (want,)
+    assert [tuple(o.shape) for o in outs] == [tuple(w) for w in want]
+
+
+def test_variants_exist():
+    assert sorted(maxim_tf.VARIANTS) == ["M-1", "M-2", "M-3", "S-1", "S-2", "S-3"]
+    cfg = maxim_tf.variant_config("S-3")
+    assert cfg["num_stages"] == 3 and cfg["features"] == 32 and cfg["num_supervision_scales"] == 3
+    with pytest.raises(ValueError, match="Unknown variant"):
+        maxim_tf.variant_config("XL")
