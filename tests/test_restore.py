@@ -332,9 +332,10 @@ def test_tiled_tiny_maxim_agrees_with_untiled_without_seams(tiny_model, dehazing
     Tolerance: MAXIM's grid gMLP (a fixed grid whose cells grow with the input) and
     channel attention see the whole input, so a tile's output cannot equal the whole-image
     output; what tiling must preserve is the model's correction. We require the interior
-    mean difference to be < 5% of the mean correction |output - input| (measured ~1%).
+    mean difference to be < 5% of the mean correction |output - input| (measured 1.0%;
+    2.2% with overlap 32).
     Seams: the difference image must not jump at tile borders more than elsewhere (ratio
-    < 1.5; measured ~0.8), while hard seams (overlap 0, flat windows) do (measured ~2.7).
+    < 1.5; measured 0.67-0.79), while hard seams (overlap 0, flat windows) do (measured ~3.8).
     """
     x = dehazing_sample.astype(np.float32) / 255
     tiled, ratio = _tiling_stats(Restorer(tiny_model, tile=128, overlap=64, batch_size=8), x, untiled)
