@@ -70,6 +70,9 @@ def load_official_params(path):
                     raise ConversionError(
                         f"{path}: entry {key!r} holds a pickled Python object, which is "
                         f"refused for safety (allow_pickle=False): {e}") from None
+                if not isinstance(array, np.ndarray):
+                    raise ConversionError(
+                        f"{path}: entry {key!r} is not a .npy array (a foreign file in the archive)")
                 if array.dtype.kind not in "fiu":
                     raise ConversionError(
                         f"{path}: entry {key!r} has dtype {array.dtype}, expected numbers")

@@ -42,11 +42,16 @@ def gelu(x):
 class _Block(keras.layers.Layer):
     """Base: helpers to make sub-layers with this layer's dtype policy."""
 
-    def _dense(self, units, name, use_bias=None):
+    # Initialisers follow the official Flax modules (for training from scratch):
+    # gMLP projections N(0, 0.02), other Dense/Conv kernels LeCun normal.
+    def _dense(self, units, name, init="normal", bias_init="zeros"):
+        kernel_init = (keras.initializers.RandomNormal(stddev=2e-2) if init == "normal"
+                       else "lecun_normal")
         return keras.layers.Dense(
             units,
-            use_bias=self.use_bias if use_bias is None else use_bias,
-            kernel_initializer=keras.initializers.RandomNormal(stddev=2e-2),
+            use_bias=self.use_bias,
+            kernel_initializer=kernel_init,
+            bias_initializer=bias_init,
             name=name,
             dtype=self.dtype_policy,
         )
@@ -58,14 +63,15 @@ class _Block(keras.layers.Layer):
             strides=strides,
             padding="same",
             use_bias=self.use_bias,
+            kernel_initializer="lecun_normal",
             name=name,
             dtype=self.dtype_policy,
         )
 
     def _conv_up(self, filters, name):
         return keras.layers.Conv2DTranspose(
-            filters, 2, strides=2, padding="same", use_bias=self.use_bias, name=name,
-            dtype=self.dtype_policy,
+            filters, 2, strides=2, padding="same", use_bias=self.use_bias,
+            kernel_initializer="lecun_normal", name=name, dtype=self.dtype_policy,
         )
 
     def _norm(self, name):
@@ -453,10 +459,12 @@ class SpatialGatingWeights(_Block):
         self.dropout_rate = dropout_rate
         self.use_bias = use_bias
         self.layer_norm_in = self._norm("LayerNorm_in")
-        self.in_project = self._dense(features * input_proj_factor, "in_project")
-        self.dense_grid = self._dense(self.grid_size[0] * self.grid_size[1], "Dense_0")
-        self.dense_block = self._dense(self.block_size[0] * self.block_size[1], "Dense_1")
-        self.out_project = self._dense(features, "out_project")
+        self.in_project = self._dense(features * input_proj_factor, "in_project", init="lecun")
+        self.dense_grid = self._dense(self.grid_size[0] * self.grid_size[1], "Dense_0",
+                                      bias_init="ones")
+        self.dense_block = self._dense(self.block_size[0] * self.block_size[1], "Dense_1",
+                                       bias_init="ones")
+        self.out_project = self._dense(features, "out_project", init="lecun")
         self.dropout = self._dropout("dropout")
 
     def build(self, input_shape):
@@ -511,8 +519,8 @@ class CrossGatingBlock(_Block):
         self.conv_y = self._conv(features, 1, "Conv_1")
         self.layer_norm_x = self._norm("LayerNorm_x")
         self.layer_norm_y = self._norm("LayerNorm_y")
-        self.in_project_x = self._dense(features, "in_project_x")
-        self.in_project_y = self._dense(features, "in_project_y")
+        self.in_project_x = self._dense(features, "in_project_x", init="lecun")
+        self.in_project_y = self._dense(features, "in_project_y", init="lecun")
         # The official block builds its gating-weight modules with the default
         # input projection factor (2), whatever the model's input_proj_factor.
         self.gating_x = SpatialGatingWeights(
@@ -521,8 +529,8 @@ class CrossGatingBlock(_Block):
         self.gating_y = SpatialGatingWeights(
             features, self.block_size, self.grid_size, 2, dropout_rate, use_bias,
             name="SplitHeadMultiAxisGating_y", dtype=self.dtype_policy)
-        self.out_project_x = self._dense(features, "out_project_x")
-        self.out_project_y = self._dense(features, "out_project_y")
+        self.out_project_x = self._dense(features, "out_project_x", init="lecun")
+        self.out_project_y = self._dense(features, "out_project_y", init="lecun")
         self.dropout_x = self._dropout("dropout_x")
         self.dropout_y = self._dropout("dropout_y")
 

@@ -44,3 +44,13 @@ def tiny_model():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def converted_tiny2s():
+    """The official tiny2s checkpoint (committed under tests/fixtures) converted:
+    realistic outputs in about [-0.3, 1.6]; returns the restored image."""
+    from maxim_tf.conversion import convert_checkpoint
+
+    model, _ = convert_checkpoint(FIXTURES / "official" / "tiny2s" / "checkpoint.npz")
+    return model
