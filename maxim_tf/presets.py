@@ -44,21 +44,23 @@ VARIANTS = {
 }
 RELEASED_SUPERVISION_SCALES = 3
 
-# Official released checkpoints: gs://gresearch/maxim/ckpt/<task>/<dataset>/checkpoint.npz
+# Official released checkpoints (google-research/maxim README), stored at
+# gs://gresearch/maxim/ckpt/<task>/<checkpoint>/checkpoint.npz.
 CHECKPOINTS = [
-    # task, dataset, variant, PSNR, SSIM
-    ("Denoising", "SIDD", "S-3", 39.96, 0.960),
-    ("Deblurring", "GoPro", "S-3", 32.86, 0.961),
-    ("Deblurring", "HIDE", "S-3", 32.83, 0.956),
-    ("Deblurring", "RealBlur_J", "S-3", 32.84, 0.935),
-    ("Deblurring", "RealBlur_R", "S-3", 39.45, 0.962),
-    ("Deblurring", "REDS", "S-3", 28.93, 0.865),
-    ("Deraining", "Rain13k", "M-2", 33.24, 0.933),
-    ("Deraining", "Raindrop", "S-2", 31.87, 0.935),
-    ("Dehazing", "SOTS-Indoor", "S-2", 38.11, 0.991),
-    ("Dehazing", "SOTS-Outdoor", "S-2", 34.19, 0.985),
-    ("Enhancement", "LOL", "S-2", 23.43, 0.863),
-    ("Enhancement", "FiveK", "S-2", 26.15, 0.945),
+    # task, evaluated on, checkpoint folder, variant, PSNR, SSIM
+    ("Denoising", "SIDD", "SIDD", "S-3", 39.96, 0.960),
+    ("Denoising", "DND", "SIDD", "S-3", 39.84, 0.954),
+    ("Deblurring", "GoPro", "GoPro", "S-3", 32.86, 0.961),
+    ("Deblurring", "HIDE", "GoPro", "S-3", 32.83, 0.956),
+    ("Deblurring", "REDS", "REDS", "S-3", 28.93, 0.865),
+    ("Deblurring", "RealBlur-R", "RealBlur_R", "S-3", 39.45, 0.962),
+    ("Deblurring", "RealBlur-J", "RealBlur_J", "S-3", 32.84, 0.935),
+    ("Deraining", "Rain13k", "Rain13k", "S-2", 33.24, 0.933),
+    ("Deraining", "Raindrop", "Raindrop", "S-2", 31.87, 0.935),
+    ("Dehazing", "RESIDE-Indoor", "SOTS-Indoor", "S-2", 38.11, 0.991),
+    ("Dehazing", "RESIDE-Outdoor", "SOTS-Outdoor", "S-2", 34.19, 0.985),
+    ("Enhancement", "LOL", "LOL", "S-2", 23.43, 0.863),
+    ("Enhancement", "FiveK", "FiveK", "S-2", 26.15, 0.945),
 ]
 
 
