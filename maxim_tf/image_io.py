@@ -217,6 +217,8 @@ def read_image(path, max_pixels=DEFAULT_MAX_PIXELS):
                           f"than the limit of {max_pixels / 1e6:g} megapixels (possible "
                           f"decompression bomb; raise the limit with --max-pixels if it is genuine)")
             fmt, icc = im.format, im.info.get("icc_profile")
+            if im.mode in ("CMYK", "LAB", "HSV"):
+                icc = None  # a profile for another colour space would mislabel the RGB output
             orientation = im.getexif().get(0x0112)
             im.load()  # decode fully here so truncation is detected now
             if fmt == "PNG" and _png_bit_depth(path) == 16:

@@ -156,8 +156,11 @@ def pad_for_model(x, multiple):
         of the original pixel (0, 0) inside it (what :func:`crop_to` needs).
     """
     mh, mw = _pair(multiple)
+    h, w = x.shape[-3], x.shape[-2]
+    (top, bottom), (left, right) = (symmetric_padding(h + h % 2, mh), symmetric_padding(w + w % 2, mw))
+    if h % 2 == w % 2 == top == bottom == left == right == 0:
+        return x, (0, 0)  # already fits: no copy (matters for huge tiled images)
     x = pad_to_even(x)
-    (top, bottom), (left, right) = symmetric_padding(x.shape[-3], mh), symmetric_padding(x.shape[-2], mw)
     return _pad(x, top, bottom, left, right), (top, left)
 
 
@@ -288,12 +291,16 @@ def _to_float(images):
 
 
 def _from_float(y, dtype):
-    """Convert restored float32 in [0, 1] to ``dtype`` (integers are clipped and rounded)."""
-    if dtype == np.uint8:
-        return np.rint(np.clip(y, 0.0, 1.0) * 255.0).astype(np.uint8)
-    if dtype == np.uint16:
-        return np.rint(np.clip(y, 0.0, 1.0) * 65535.0).astype(np.uint16)
-    return y.astype(np.float32)
+    """Convert restored float32 in [0, 1] to ``dtype`` (integers are clipped and rounded).
+
+    Works in place on ``y`` (a fresh array owned by the caller) to keep peak memory low.
+    """
+    if dtype not in (np.uint8, np.uint16):
+        return y.astype(np.float32, copy=False)
+    np.clip(y, 0.0, 1.0, out=y)
+    y *= 255.0 if dtype == np.uint8 else 65535.0
+    np.rint(y, out=y)
+    return y.astype(dtype)
 
 
 def _as_batch(images):
@@ -406,13 +413,21 @@ class Restorer:
         return out
 
     def restore_float(self, x):
-        """Restore a float32 NHWC batch in [0, 1] (C = 1 or 3); returns float32 NHWC RGB, unclipped."""
+        """Restore a float32 NHWC batch in [0, 1] (C = 1 or 3).
+
+        Args:
+            x: ``[N, H, W, C]`` float32 array in [0, 1].
+
+        Returns:
+            A new ``[N, H, W, 3]`` float32 array: the model's output, not clipped.
+        """
         if x.shape[-1] == 1:
             x = np.repeat(x, 3, axis=-1)
         h, w = x.shape[1], x.shape[2]
         padded, offset = pad_for_model(x, self.multiple)
         if self.tile and (padded.shape[1] > self.tile or padded.shape[2] > self.tile):
-            y = np.stack([self._run_tiled(image) for image in padded])
+            tiled = [self._run_tiled(image)[None] for image in padded]
+            y = tiled[0] if len(tiled) == 1 else np.concatenate(tiled)
         else:
             y = self._run(padded)
         return np.ascontiguousarray(crop_to(y, offset, (h, w)))

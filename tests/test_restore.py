@@ -345,3 +345,53 @@ def test_tiled_tiny_maxim_agrees_with_untiled_without_seams(tiny_model, dehazing
     assert ratio[0] < 1.5 and ratio[1] < 1.5, ratio
     _, hard = _tiling_stats(Restorer(tiny_model, tile=128, overlap=0, batch_size=8), x, untiled)
     assert hard[1] > 1.5, hard  # the measure does detect seams when there are some
+
+
+# --- 4096 x 4096 by tiling: memory follows the tile, not the image ------------------------
+
+_RSS_SCRIPT = """
+import resource, sys, time
+import numpy as np, keras
+sys.path.insert(0, {tests!r})
+import maxim_tf
+from conftest import SHARED_IMAGES, TINY_CONFIG
+from maxim_tf import image_io
+from maxim_tf.restore import Restorer
+keras.utils.set_random_seed(0)
+model = maxim_tf.MAXIM(**dict(TINY_CONFIG, num_stages=1, depth=2, num_supervision_scales=1))
+real = image_io.read_image(SHARED_IMAGES / "deblurring" / "1fromGOPR0950.png").pixels
+image = np.tile(real, (8, 4, 1))[:{size}, :{size}]  # a real photo repeated to the size
+start = time.perf_counter()
+out = Restorer(model, tile=512, overlap=64, batch_size=4)(image)
+assert out.shape == image.shape and out.dtype == np.uint8
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, time.perf_counter() - start)
+"""
+
+
+def _peak_rss(size):
+    """Peak RSS (bytes) and seconds of restoring a size x size image by 512-pixel tiles."""
+    import subprocess
+    import sys
+
+    from conftest import TESTS
+
+    code = _RSS_SCRIPT.format(tests=str(TESTS), size=size)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    rss, seconds = result.stdout.split()[-2:]
+    return int(rss), float(seconds)
+
+
+@pytest.mark.slow
+def test_4096_image_by_tiles_memory_follows_tile_size():
+    """Restoring 4096^2 instead of 1024^2 (16x the pixels) may add image-sized buffers only.
+
+    Per image pixel the Restorer holds the uint8 input (3 B), its float32 copy (12 B), the
+    blend accumulator (12 B) and weights (4 B), and the output (3 B + a 12 B float
+    temporary): < 60 B/pixel. Model activations depend on the tile (512) alone.
+    """
+    small_rss, _ = _peak_rss(1024)
+    big_rss, seconds = _peak_rss(4096)
+    extra_pixels = 4096 ** 2 - 1024 ** 2
+    print(f"peak RSS 1024^2: {small_rss / 2**20:.0f} MiB, 4096^2: {big_rss / 2**20:.0f} MiB "
+          f"({seconds:.0f} s)")
+    assert big_rss - small_rss < 60 * extra_pixels
