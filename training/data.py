@@ -1,0 +1,461 @@
+"""tf.data input pipelines for MAXIM training.
+
+Three sources, picked by ``data["source"]`` in the training config:
+
+* ``"paired_folder"``: ``root/input/*`` and ``root/target/*`` with matching
+  file names (stems), read directly.
+* ``"tfds"``: the :mod:`maxim_tf.training.tfds_paired` builder over the same
+  layout (prepared once, offline, from a manual dir).
+* ``"synthetic"``: any folder of clean photos; the input is made on the fly by
+  :mod:`maxim_tf.training.degrade`.
+
+Determinism and exact resume: the pipeline is a stream of examples numbered by
+a global counter ``c = step * global_batch + position``. The example order of
+each epoch is a stateless permutation of (seed, epoch); every random choice for
+example ``c`` (crop, flips, rotation, degradation, MixUp) is seeded with
+(seed, c). A run resumed at step ``k`` skips the first ``k * global_batch``
+counters *before* any image is decoded and sees exactly the same batches.
+
+Distribution: with ``tf.distribute`` the stream is split between input
+pipelines (workers) by position in the global batch, so the set of examples
+of a global batch is the same whatever the number of replicas and workers.
+
+Bad input (checked before training starts): input/target name mismatches or
+size mismatches raise ``DataError`` listing the first offenders; an empty
+source raises ``DataError``; unreadable images are skipped and counted in a
+warning. A file that becomes unreadable during training is dropped by
+``ignore_errors`` instead of stopping the run (also with a warning).
+"""
+
+import concurrent.futures
+import logging
+import os
+import pathlib
+
+import numpy as np
+import tensorflow as tf
+
+from maxim_tf.training import degrade as degrade_lib
+
+log = logging.getLogger("maxim_tf.training")
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+# tf.io.decode_image handles these; the others are read with Pillow.
+_TF_DECODABLE = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+MAX_LISTED = 5
+
+
+class DataError(ValueError):
+    """Training data that cannot be used (mismatched pairs, empty folders...)."""
+
+
+# ---------------------------------------------------------------- file scanning
+
+def list_images(folder):
+    """Sorted image files under ``folder`` (recursive)."""
+    folder = pathlib.Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"Image folder not found: {folder}")
+    return sorted(p for p in folder.rglob("*")
+                  if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def _probe(path):
+    """(width, height) of a readable image, or None if Pillow cannot decode it."""
+    from PIL import Image
+    try:
+        with Image.open(path) as im:
+            size = im.size
+            im.load()  # full decode: catches truncated files, not just bad headers
+        return size
+    except Exception:  # noqa: BLE001 - any decoder failure means "unreadable"
+        return None
+
+
+def probe_images(paths, workers=None):
+    """Sizes of ``paths`` (None where unreadable), decoding in a thread pool."""
+    workers = workers or min(16, (os.cpu_count() or 2) * 2)
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(_probe, paths))
+
+
+def _warn_unreadable(bad, what):
+    if bad:
+        shown = ", ".join(str(p) for p in bad[:MAX_LISTED])
+        log.warning("Skipped %d unreadable %s (first: %s)", len(bad), what, shown)
+
+
+def scan_clean_folder(folder, min_size=None):
+    """Readable clean photos under ``folder``; unreadable ones are skipped with a warning.
+
+    Raises DataError if none is left.
+    """
+    paths = list_images(folder)
+    if not paths:
+        raise DataError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) found under {folder}")
+    sizes = probe_images(paths)
+    good = [(p, s) for p, s in zip(paths, sizes) if s is not None]
+    _warn_unreadable([p for p, s in zip(paths, sizes) if s is None], "images")
+    if not good:
+        raise DataError(f"None of the {len(paths)} images under {folder} could be read.")
+    return [p for p, _ in good], [s for _, s in good]
+
+
+def scan_pairs(root):
+    """Match ``root/input/*`` with ``root/target/*`` by file stem and check them.
+
+    Returns:
+        (input_paths, target_paths, sizes) for the readable pairs, sorted by name.
+
+    Raises:
+        DataError: missing folders, no images, names present on one side only,
+            or pairs whose input and target sizes differ (the first offenders
+            are listed). Unreadable pairs are skipped with a warning.
+    """
+    root = pathlib.Path(root)
+    dirs = {side: root / side for side in ("input", "target")}
+    for side, d in dirs.items():
+        if not d.is_dir():
+            raise DataError(
+                f"Paired data needs {root}/input and {root}/target folders; {d} is missing.")
+    files = {}
+    for side, d in dirs.items():
+        by_stem = {}
+        for p in list_images(d):
+            stem = str(p.relative_to(d).with_suffix(""))
+            if stem in by_stem:
+                raise DataError(f"Two {side} images share the name {stem!r}: "
+                                f"{by_stem[stem].name} and {p.name}")
+            by_stem[stem] = p
+        files[side] = by_stem
+    if not files["input"] and not files["target"]:
+        raise DataError(f"No images found in {dirs['input']} or {dirs['target']}")
+    only_in = set(files["input"]) - set(files["target"])
+    only_tg = set(files["target"]) - set(files["input"])
+    if only_in or only_tg:
+        parts = []
+        if only_in:
+            parts.append(f"{len(only_in)} input image(s) without a target, first: "
+                         f"{sorted(only_in)[:MAX_LISTED]}")
+        if only_tg:
+            parts.append(f"{len(only_tg)} target image(s) without an input, first: "
+                         f"{sorted(only_tg)[:MAX_LISTED]}")
+        raise DataError(f"Mismatched names in {root}: " + "; ".join(parts))
+    stems = sorted(files["input"])
+    inputs = [files["input"][s] for s in stems]
+    targets = [files["target"][s] for s in stems]
+    in_sizes, tg_sizes = probe_images(inputs), probe_images(targets)
+    unreadable = [s for s, a, b in zip(stems, in_sizes, tg_sizes) if a is None or b is None]
+    _warn_unreadable(unreadable, f"input/target pairs in {root}")
+    mismatched = [f"{s}: input {a[0]}x{a[1]} vs target {b[0]}x{b[1]}"
+                  for s, a, b in zip(stems, in_sizes, tg_sizes)
+                  if a is not None and b is not None and a != b]
+    if mismatched:
+        raise DataError(f"{len(mismatched)} pair(s) in {root} have different input and target "
+                        f"sizes, first: " + "; ".join(mismatched[:MAX_LISTED]))
+    keep = [i for i, (a, b) in enumerate(zip(in_sizes, tg_sizes)) if a is not None and b is not None]
+    if not keep:
+        raise DataError(f"None of the {len(stems)} pairs in {root} could be read.")
+    return ([inputs[i] for i in keep], [targets[i] for i in keep], [in_sizes[i] for i in keep])
+
+
+# ---------------------------------------------------------------- decoding
+
+def _decode(data):
+    """Encoded image bytes -> float32 [H, W, 3] in [0, 1]."""
+    image = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
+    return tf.image.convert_image_dtype(image, tf.float32)
+
+
+def _read_pillow(path):
+    from PIL import Image
+    with Image.open(path.decode() if isinstance(path, bytes) else path) as im:
+        return np.asarray(im.convert("RGB"), np.float32) / 255.0
+
+
+def _load(path, tf_decodable):
+    if tf_decodable:
+        return _decode(tf.io.read_file(path))
+    image = tf.numpy_function(_read_pillow, [path], tf.float32, stateful=False)
+    return tf.ensure_shape(image, [None, None, 3])
+
+
+# ---------------------------------------------------------------- augmentation
+
+def _pad_to(image, size):
+    """Reflect-pad (then edge-pad) an HWC image up to at least ``size`` x ``size``."""
+    h, w = tf.shape(image)[0], tf.shape(image)[1]
+    ph, pw = tf.maximum(size - h, 0), tf.maximum(size - w, 0)
+    rh, rw = tf.minimum(ph, h - 1), tf.minimum(pw, w - 1)
+    image = tf.pad(image, [[0, rh], [0, rw], [0, 0]], mode="REFLECT")
+    return tf.pad(image, [[0, ph - rh], [0, pw - rw], [0, 0]], mode="SYMMETRIC")
+
+
+def random_crop_pair(images, size, seed):
+    """Same random ``size`` x ``size`` crop of a list of aligned HWC images."""
+    stacked = _pad_to(tf.concat(images, axis=-1), size)
+    crop = tf.image.stateless_random_crop(stacked, [size, size, 3 * len(images)], seed)
+    return [crop[..., 3 * i:3 * i + 3] for i in range(len(images))]
+
+
+def center_crop_pair(images, size):
+    stacked = _pad_to(tf.concat(images, axis=-1), size)
+    h, w = tf.shape(stacked)[0], tf.shape(stacked)[1]
+    top, left = (h - size) // 2, (w - size) // 2
+    crop = stacked[top:top + size, left:left + size]
+    crop = tf.ensure_shape(crop, [size, size, 3 * len(images)])
+    return [crop[..., 3 * i:3 * i + 3] for i in range(len(images))]
+
+
+def flip_rotate_pair(images, seed, flips=True, rot90=True):
+    """The same random horizontal/vertical flip and 90-degree rotation of aligned images."""
+    x = tf.concat(images, axis=-1)
+    u = tf.random.stateless_uniform([3], seed)
+    if flips:
+        x = tf.cond(u[0] < 0.5, lambda: tf.reverse(x, [1]), lambda: x)
+        x = tf.cond(u[1] < 0.5, lambda: tf.reverse(x, [0]), lambda: x)
+    if rot90:
+        x = tf.image.rot90(x, tf.cast(tf.floor(u[2] * 4.0), tf.int32) % 4)
+    return [x[..., 3 * i:3 * i + 3] for i in range(len(images))]
+
+
+def _beta(seed, alpha):
+    s = tf.random.experimental.stateless_split(seed, 2)
+    a = tf.random.stateless_gamma([], s[0], alpha)
+    b = tf.random.stateless_gamma([], s[1], alpha)
+    return a / (a + b)
+
+
+# ---------------------------------------------------------------- the pipeline
+
+class Source:
+    """Examples of a training source: a deterministic record stream + a decoder.
+
+    Attributes:
+        num_examples: examples per epoch (None if unknown).
+        description: one line for logs.
+    """
+
+    def __init__(self, records, load_fn, num_examples, description, random_access=True):
+        self._records = records  # tuple of tensors indexable by example id
+        self._load = load_fn      # (record, seed) -> (input, target) float32 HWC
+        self._tfds_dataset = None
+        self.num_examples = num_examples
+        self.description = description
+        self.random_access = random_access
+
+    def stream(self, seed, start):
+        """(record, counter) stream from counter ``start``, epochs in seeded order."""
+        n = self.num_examples
+        if self._tfds_dataset is not None:
+            ds = self._tfds_dataset.repeat().shuffle(
+                min(n, 10_000), seed=seed, reshuffle_each_iteration=True)
+            return tf.data.Dataset.zip(ds, tf.data.Dataset.counter()).skip(start)
+        records = self._records
+        first_epoch = start // n
+
+        def epoch(e):
+            order = tf.argsort(tf.random.stateless_uniform(
+                [n], tf.stack([tf.constant(seed, tf.int64), e])))
+            picked = tuple(tf.gather(r, order) for r in records)
+            return tf.data.Dataset.from_tensor_slices(
+                (picked, e * n + tf.range(n, dtype=tf.int64)))
+
+        ds = tf.data.Dataset.range(first_epoch, 2 ** 62).flat_map(epoch)
+        return ds.skip(start - first_epoch * n)
+
+    def load(self, record, seed):
+        return self._load(record, seed)
+
+
+def _records(paths, cache):
+    """File paths, or (cache=True) the encoded files themselves, held in memory."""
+    if cache:
+        return tf.constant([p.read_bytes() for p in paths])
+    return tf.constant([str(p) for p in paths])
+
+
+def _load_tf(path):
+    return _load(path, True)
+
+
+def _load_pillow(path):
+    return _load(path, False)
+
+
+def _loader(paths, cache):
+    if all(p.suffix.lower() in _TF_DECODABLE for p in paths):
+        return _decode if cache else _load_tf
+    if cache:
+        raise DataError("data.cache needs PNG/JPEG/BMP/GIF files (TIFF/WebP are read "
+                        "with Pillow from their paths).")
+    return _load_pillow
+
+
+def paired_folder_source(root, cache=False):
+    inputs, targets, _ = scan_pairs(root)
+    load_one = _loader(inputs + targets, cache)
+
+    def load(record, seed):
+        return load_one(record[0]), load_one(record[1])
+
+    records = (_records(inputs, cache), _records(targets, cache))
+    return Source(records, load, len(inputs), f"{len(inputs)} pairs from {root}")
+
+
+def synthetic_source(folder, degradations, cache=False):
+    specs = degrade_lib.validate(degradations)
+    paths, _ = scan_clean_folder(folder)
+    load_one = _loader(paths, cache)
+
+    def load(record, seed):
+        clean = load_one(record[0])
+        return clean, clean  # degraded after cropping (cheaper); see make_example
+
+    src = Source((_records(paths, cache),), load, len(paths),
+                 f"{len(paths)} clean photos from {folder} + {len(specs)} degradation(s)")
+    src.degradations = specs
+    return src
+
+
+def tfds_source(data_dir, manual_dir=None, split="train", name=None):
+    from maxim_tf.training import tfds_paired
+    builder = tfds_paired.prepare(data_dir=data_dir, manual_dir=manual_dir, name=name)
+    if split not in builder.info.splits:
+        raise DataError(f"Split {split!r} not in the prepared data set "
+                        f"(have {sorted(builder.info.splits)}) at {builder.data_dir}")
+    n = builder.info.splits[split].num_examples
+    if n == 0:
+        raise DataError(f"The prepared data set at {builder.data_dir} has no {split!r} examples.")
+    import tensorflow_datasets as tfds
+    ds = builder.as_dataset(
+        split=split, shuffle_files=False,
+        decoders={"input": tfds.decode.SkipDecoding(), "target": tfds.decode.SkipDecoding()})
+    ds = ds.map(lambda ex: (ex["input"], ex["target"]))
+
+    def load(record, seed):
+        return _decode(record[0]), _decode(record[1])
+
+    src = Source(None, load, n, f"{n} pairs from TFDS {builder.name} [{split}]",
+                 random_access=False)
+    src._tfds_dataset = ds
+    return src
+
+
+def make_source(data, split="train"):
+    """Build the :class:`Source` described by a config's ``data`` section."""
+    kind = data.get("source")
+    cache = bool(data.get("cache", False))
+    if kind == "paired_folder":
+        key = "val_root" if split != "train" else "root"
+        return paired_folder_source(_required(data, key), cache=cache)
+    if kind == "synthetic":
+        key = "val_folder" if split != "train" else "folder"
+        if not data.get("degradations"):
+            raise DataError("data.degradations (a list of specs) is required for "
+                            "data.source='synthetic'")
+        return synthetic_source(_required(data, key), data["degradations"], cache=cache)
+    if kind == "tfds":
+        return tfds_source(_required(data, "data_dir"), data.get("manual_dir"),
+                           data.get(f"{split}_split", split), data.get("name"))
+    raise DataError(f"data.source must be 'paired_folder', 'synthetic' or 'tfds'. "
+                    f"Received: {kind!r}")
+
+
+def _required(data, key):
+    if not data.get(key):
+        raise DataError(f"data.{key} is required for data.source={data.get('source')!r}")
+    return os.path.expanduser(str(data[key]))
+
+
+def make_example(source, record, counter, seed, crop_size, augment):
+    """One training pair: load, crop, flip/rotate, degrade (synthetic)."""
+    s = tf.random.experimental.stateless_split(
+        tf.stack([tf.constant(seed, tf.int64), counter]), 4)
+    inp, tgt = source.load(record, s[0])
+    inp, tgt = random_crop_pair([inp, tgt], crop_size, s[1])
+    if augment.get("flips", True) or augment.get("rot90", True):
+        inp, tgt = flip_rotate_pair([inp, tgt], s[2], augment.get("flips", True),
+                                    augment.get("rot90", True))
+    degradations = getattr(source, "degradations", None)
+    if degradations:
+        inp = degrade_lib.degrade(tgt, degradations, s[3])
+    return inp, tgt, counter
+
+
+def _mixup_pair(inputs, targets, counters, seed, prob, alpha):
+    """MixUp of two consecutive examples with a Beta(alpha, alpha) weight."""
+    s = tf.random.experimental.stateless_split(
+        tf.stack([tf.constant(seed, tf.int64) + 7919, counters[0]]), 2)
+    lam = _beta(s[0], alpha)
+    lam = tf.where(tf.random.stateless_uniform([], s[1]) < prob, lam, 1.0)
+    mix = lambda x: tf.stack([lam * x[0] + (1 - lam) * x[1], lam * x[1] + (1 - lam) * x[0]])
+    return mix(inputs), mix(targets), counters
+
+
+def train_dataset(source, *, global_batch_size, crop_size, seed, start_step=0,
+                  augment=None, input_context=None, parallel_calls=None, prefetch=None):
+    """The batched training dataset for one input pipeline.
+
+    Args:
+        source: a :class:`Source`.
+        global_batch_size: examples per optimizer step over all replicas.
+        crop_size: square crop side (static: XLA/TPU friendly).
+        seed: run seed.
+        start_step: first step (resume); the data position is ``start_step * global_batch_size``.
+        augment: ``{"flips": bool, "rot90": bool, "mixup": prob, "mixup_alpha": a}``.
+        input_context: ``tf.distribute.InputContext`` (None = one pipeline, one replica).
+
+    Returns:
+        A dataset of ``(input, target)`` float32 batches of the per-replica batch size.
+    """
+    augment = dict(augment or {})
+    pipes = input_context.num_input_pipelines if input_context else 1
+    pipe_id = input_context.input_pipeline_id if input_context else 0
+    per_replica = (input_context.get_per_replica_batch_size(global_batch_size)
+                   if input_context else global_batch_size)
+    if global_batch_size % pipes:
+        raise ValueError(f"global_batch_size={global_batch_size} is not divisible by the "
+                         f"{pipes} input pipelines (workers).")
+    per_pipe = global_batch_size // pipes
+    mixup = float(augment.get("mixup", 0.0) or 0.0)
+    if mixup and per_pipe % 2:
+        raise ValueError(f"MixUp mixes consecutive pairs: the batch per worker must be even. "
+                         f"Received: global_batch_size={global_batch_size} over {pipes} worker(s)")
+    autotune = tf.data.AUTOTUNE
+    ds = source.stream(seed, start_step * global_batch_size)
+    if pipes > 1:
+        # Keep this pipeline's slice of every global batch (before any decoding).
+        ds = ds.filter(lambda rec, c: (c % global_batch_size) // per_pipe == pipe_id)
+    ds = ds.map(lambda rec, c: make_example(source, rec, c, seed, crop_size, augment),
+                num_parallel_calls=parallel_calls or autotune, deterministic=True)
+    ds = ds.ignore_errors(log_warning=True)
+    if mixup:
+        ds = ds.batch(2, drop_remainder=True).map(
+            lambda x, y, c: _mixup_pair(x, y, c, seed, mixup, float(augment.get("mixup_alpha", 1.2))),
+            num_parallel_calls=autotune, deterministic=True).unbatch()
+    ds = ds.map(lambda x, y, c: (x, y))
+    ds = ds.batch(per_replica, drop_remainder=True)
+    options = tf.data.Options()
+    options.deterministic = True
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return ds.with_options(options).prefetch(prefetch or autotune)
+
+
+def eval_dataset(source, *, crop_size, seed, count, batch_size=1, cache=True):
+    """A fixed validation set: ``count`` centre crops (degraded with fixed seeds)."""
+    ds = source.stream(seed, 0).take(min(count, source.num_examples))
+
+    def example(rec, c):
+        s = tf.random.experimental.stateless_split(
+            tf.stack([tf.constant(seed, tf.int64), c]), 2)
+        inp, tgt = source.load(rec, s[0])
+        inp, tgt = center_crop_pair([inp, tgt], crop_size)
+        degradations = getattr(source, "degradations", None)
+        if degradations:
+            inp = degrade_lib.degrade(tgt, degradations, s[1])
+        return inp, tgt
+
+    ds = ds.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.ignore_errors(log_warning=True).batch(batch_size)
+    return ds.cache() if cache else ds
