@@ -1,0 +1,91 @@
+"""File helpers for the exporters: atomic writes, model and image loading."""
+
+import os
+import pathlib
+import shutil
+import tempfile
+
+import numpy as np
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def atomic_write_bytes(path, data):
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_replace_dir(tmp_dir, final_dir, overwrite=False):
+    """Move a finished directory into place; refuse to clobber unless ``overwrite``."""
+    tmp_dir, final_dir = pathlib.Path(tmp_dir), pathlib.Path(final_dir)
+    if final_dir.exists():
+        if not overwrite:
+            raise FileExistsError(f"{final_dir} already exists (pass overwrite=True / --overwrite "
+                                  f"to replace it)")
+        trash = final_dir.with_name(f".{final_dir.name}.old")
+        if trash.exists():
+            shutil.rmtree(trash)
+        os.replace(final_dir, trash)
+        os.replace(tmp_dir, final_dir)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(tmp_dir, final_dir)
+    return final_dir
+
+
+def load_model(model):
+    """Return a Keras MAXIM from a model object or a ``.keras`` path.
+
+    Raises FileNotFoundError / ValueError with the path when it cannot be
+    used.
+    """
+    if not isinstance(model, (str, os.PathLike)):
+        if not hasattr(model, "size_multiple"):
+            raise TypeError(f"Expected a maxim_tf.MAXIM or a .keras path. Received: {type(model)}")
+        return model
+    import keras
+
+    import maxim_tf  # noqa: F401  (registers the MAXIM layers for deserialization)
+
+    path = pathlib.Path(model)
+    if not path.exists():
+        raise FileNotFoundError(f"Model file not found: {path}")
+    if path.is_dir() or path.suffix != ".keras":
+        raise ValueError(f"Expected a Keras model file ending in .keras. Received: {path}")
+    loaded = keras.saving.load_model(path)
+    if not hasattr(loaded, "size_multiple"):
+        raise ValueError(f"{path} is not a MAXIM model (type {type(loaded).__name__}).")
+    return loaded
+
+
+def load_images(folder):
+    """All images of a folder as float32 HWC arrays in [0, 1] (sorted by name)."""
+    from PIL import Image
+
+    folder = pathlib.Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Image folder not found: {folder}")
+    out = []
+    for p in sorted(folder.rglob("*")):
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
+            with Image.open(p) as im:
+                out.append(np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0)
+    return out

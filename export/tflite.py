@@ -1,0 +1,243 @@
+"""MAXIM to TFLite (LiteRT): fp32, fp16, dynamic-range int8 and full int8.
+
+Every model is converted with builtin ops only (``TFLITE_BUILTINS``, or
+``TFLITE_BUILTINS_INT8`` for full int8), so an op that would need the Flex
+delegate makes the conversion fail loudly instead of producing a file a
+phone cannot run. The model carries one signature, ``restore``, with input
+``images`` (float32 ``[N, H, W, 3]`` in [0, 1], or int8/uint8 for a full-int8
+model exported with integer I/O) and output ``restored`` (same size; not
+clamped). Padding to the model's size multiple and cropping back happen in the
+graph, so a dynamic-size model takes any H, W.
+
+Example:
+    >>> export_tflite(model, "maxim_fp16.tflite", quantization="fp16")
+    >>> runner = TFLiteRunner("maxim_fp16.tflite")
+    >>> restored = runner(images)   # float32 [N, H, W, 3]
+"""
+
+import os
+import pathlib
+import tempfile
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from maxim_tf.export import graph
+from maxim_tf.export.io import atomic_write_bytes, load_images
+
+SIGNATURE = "restore"
+INPUT_NAME = "images"
+OUTPUT_NAME = "restored"
+QUANTIZATIONS = ("fp32", "fp16", "dynamic", "int8")
+INT8_IO_TYPES = ("float32", "uint8", "int8")
+
+
+def export_tflite(model, path, quantization="fp32", input_size=None, batch_size=None,
+                  representative_data=None, num_calibration_images=8,
+                  calibration_size=(128, 128), int8_io="float32"):
+    """Convert a Keras MAXIM to a ``.tflite`` file with builtin ops only.
+
+    Args:
+        model: a Keras MAXIM (``maxim_tf.MAXIM`` or a loaded ``.keras``).
+        path: output ``.tflite`` file (written atomically).
+        quantization: "fp32", "fp16" (float16 weights), "dynamic" (int8
+            weights, float activations) or "int8" (full integer).
+        input_size: None for a dynamic-size model (any N, H, W; resize with
+            ``resize_tensor_input`` or let the signature runner do it), or
+            ``(H, W)`` for a fixed-size model as mobile GPU/NNAPI delegates
+            want. H, W need not be multiples of the model's size multiple.
+        batch_size: batch dimension of a fixed-size model (default 1); for a
+            dynamic model None keeps it dynamic.
+        representative_data: for "int8": a folder of images (random crops are
+            taken) or None for synthetic smooth patches.
+        num_calibration_images: number of calibration samples for "int8".
+        calibration_size: (H, W) of the calibration crops of a dynamic-size
+            model (a fixed-size model is calibrated at its own size).
+        int8_io: for "int8": "float32" (quantize/dequantize inside the model),
+            "uint8" or "int8" input and output tensors.
+
+    Returns:
+        pathlib.Path of the written file.
+    """
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"Unknown TFLite quantization {quantization!r}. "
+                         f"Choose one of {', '.join(QUANTIZATIONS)}.")
+    if int8_io not in INT8_IO_TYPES:
+        raise ValueError(f"Unknown int8_io {int8_io!r}. Choose one of {', '.join(INT8_IO_TYPES)}.")
+    if int8_io != "float32" and quantization != "int8":
+        raise ValueError(f"int8_io={int8_io!r} needs quantization='int8'. "
+                         f"Received: quantization={quantization!r}")
+    if input_size is not None:
+        input_size = tuple(int(v) for v in input_size)
+        if len(input_size) != 2 or min(input_size) < 1:
+            raise ValueError(f"input_size must be (height, width) with positive values. "
+                             f"Received: input_size={input_size}")
+        shape = [batch_size or 1, input_size[0], input_size[1], 3]
+    else:
+        shape = [batch_size, None, None, 3]
+
+    with tempfile.TemporaryDirectory(prefix="maxim_tflite_") as tmp:
+        # Through a Keras ExportArchive: it lets the converter freeze the Keras
+        # variables into constants (a tf.Module holding the model would leave
+        # 1000+ READ_VARIABLE ops and defeat quantization).
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint(
+            SIGNATURE, lambda images: {OUTPUT_NAME: graph.restore_any_size(model, images)},
+            input_signature=[tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)])
+        archive.write_out(tmp, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=[SIGNATURE])
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if quantization == "fp16":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.target_spec.supported_types = [tf.float16]
+        elif quantization == "dynamic":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        elif quantization == "int8":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            size = input_size or tuple(calibration_size)
+            samples = calibration_samples(representative_data, num_calibration_images, size)
+            if shape[0] is not None and shape[0] > 1:  # fixed batch: calibrate whole batches
+                samples = [np.concatenate([samples[(i + k) % len(samples)] for k in range(shape[0])])
+                           for i in range(len(samples))]
+            converter.representative_dataset = lambda: ({INPUT_NAME: s} for s in samples)
+            if int8_io != "float32":
+                converter.inference_input_type = getattr(tf, int8_io)
+                converter.inference_output_type = getattr(tf, int8_io)
+        try:
+            flatbuffer = converter.convert()
+        except Exception as err:  # the converter raises ConverterError and friends
+            raise RuntimeError(
+                f"TFLite conversion ({quantization}, builtin ops only) failed. If the converter "
+                f"names an op that is not a builtin TFLite op, that op must be rewritten in the "
+                f"MAXIM graph. Converter said:\n{err}") from err
+    return atomic_write_bytes(path, flatbuffer)
+
+
+def calibration_samples(source, count, size, seed=0):
+    """Representative float32 ``[1, H, W, 3]`` images in [0, 1] for int8 calibration.
+
+    Args:
+        source: a folder of images (random ``size`` crops, images smaller than
+            ``size`` are resized up first) or None for synthetic patches
+            (smooth random colour fields with edges and mild noise, which
+            exercise the same activation ranges as natural photos far better
+            than white noise).
+        count: number of samples.
+        size: (H, W) of each sample.
+        seed: random seed (calibration is deterministic).
+    """
+    rng = np.random.default_rng(seed)
+    h, w = size
+    if source is None:
+        return [_synthetic_patch(rng, h, w) for _ in range(count)]
+    images = load_images(source)
+    if not images:
+        raise ValueError(f"No images found in the representative data folder {source}")
+    out = []
+    for k in range(count):
+        img = images[k % len(images)]
+        if img.shape[0] < h or img.shape[1] < w:
+            scale = max(h / img.shape[0], w / img.shape[1])
+            new = (int(np.ceil(img.shape[0] * scale)), int(np.ceil(img.shape[1] * scale)))
+            img = tf.image.resize(img, new, antialias=True).numpy()
+        y = rng.integers(0, img.shape[0] - h + 1)
+        x = rng.integers(0, img.shape[1] - w + 1)
+        out.append(np.clip(img[None, y:y + h, x:x + w, :3], 0, 1).astype(np.float32))
+    return out
+
+
+def _synthetic_patch(rng, h, w):
+    coarse = rng.random((1, max(2, h // 16), max(2, w // 16), 3)).astype(np.float32)
+    img = tf.image.resize(coarse, (h, w), method="bicubic").numpy()
+    # A few hard edges, then mild noise, as degraded photos have.
+    for _ in range(3):
+        y0, x0 = rng.integers(0, h), rng.integers(0, w)
+        img[:, y0:, x0:, :] = 0.5 * img[:, y0:, x0:, :] + 0.5 * rng.random(3)
+    img = img + rng.normal(0, 0.02, img.shape)
+    return np.clip(img, 0, 1).astype(np.float32)
+
+
+class TFLiteRunner:
+    """Run an exported MAXIM ``.tflite`` with LiteRT's Interpreter.
+
+    Uses the ``restore`` signature runner; converts float images to the
+    model's integer input type (and back) for a full-int8 model with integer
+    I/O. A fixed-size model given another size raises ValueError.
+
+    Args:
+        path: the ``.tflite`` file.
+        num_threads: interpreter threads (None: LiteRT's default).
+    """
+
+    def __init__(self, path, num_threads=None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        path = pathlib.Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"TFLite model not found: {path}")
+        self.path = path
+        self.interpreter = Interpreter(model_path=os.fspath(path), num_threads=num_threads)
+        signatures = self.interpreter.get_signature_list()
+        if SIGNATURE not in signatures:
+            raise ValueError(f"{path} has no {SIGNATURE!r} signature (found {sorted(signatures)}); "
+                             f"was it exported by maxim_tf.export?")
+        self.runner = self.interpreter.get_signature_runner(SIGNATURE)
+        self.input_details = self.runner.get_input_details()[INPUT_NAME]
+        self.output_details = self.runner.get_output_details()[OUTPUT_NAME]
+
+    @property
+    def input_shape(self):
+        """Declared input shape; -1 marks a dynamic dimension."""
+        return tuple(int(v) for v in self.input_details["shape_signature"])
+
+    @property
+    def fixed_size(self):
+        """(H, W) of a fixed-size model, or None if H, W are dynamic."""
+        h, w = self.input_shape[1:3]
+        return None if h < 0 or w < 0 else (h, w)
+
+    def check_shape(self, shape):
+        """Raise ValueError if ``shape`` cannot be fed to this model."""
+        declared = self.input_shape
+        if len(shape) != 4 or shape[-1] != 3:
+            raise ValueError(f"{self.path.name} expects images of shape [N, H, W, 3]. "
+                             f"Received: shape={tuple(shape)}")
+        bad = [(name, got, want) for name, got, want in zip(("batch", "height", "width"),
+                                                           shape[:3], declared[:3])
+               if want >= 0 and got != want]
+        if bad:
+            what = ", ".join(f"{n} {g} (model takes {w})" for n, g, w in bad)
+            raise ValueError(
+                f"{self.path.name} is a fixed-size TFLite model for input "
+                f"{list(declared)}; received {what}. Resize or tile the image to "
+                f"{declared[1]}x{declared[2]}, or export a dynamic-size model "
+                f"(maxim-tf export ... --format tflite without --input-size).")
+
+    def __call__(self, images):
+        """Restore float32 ``[N, H, W, 3]`` images in [0, 1]; returns float32."""
+        images = np.asarray(images, dtype=np.float32)
+        self.check_shape(images.shape)
+        x = _quantize(images, self.input_details)
+        out = self.runner(**{INPUT_NAME: x})[OUTPUT_NAME]
+        return _dequantize(out, self.output_details)
+
+
+def _quantize(x, details):
+    dtype = np.dtype(details["dtype"])
+    if dtype == np.float32:
+        return x
+    scale, zero = details["quantization_parameters"]["scales"][0], \
+        details["quantization_parameters"]["zero_points"][0]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+
+
+def _dequantize(y, details):
+    if np.dtype(details["dtype"]) == np.float32:
+        return y
+    scale, zero = details["quantization_parameters"]["scales"][0], \
+        details["quantization_parameters"]["zero_points"][0]
+    return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
