@@ -45,7 +45,9 @@ DEFAULTS = {
     "log_every": 50,              # TensorBoard scalars
     "eval_every": 2000,           # validation PSNR/SSIM + image summaries (0 = off)
     "eval_images": 8,
-    "debug": {"nan_at_step": None},  # fault injection for tests: NaN loss at this step
+    # Test hooks: make the loss NaN at this step; write every worker's final
+    # weights to <dump_weights>.<worker>.npz.
+    "debug": {"nan_at_step": None, "dump_weights": None},
 }
 
 TASKS = ("denoise", "deblur", "derain", "dehaze", "enhance")

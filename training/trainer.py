@@ -414,6 +414,10 @@ def _run(cfg, strategy, chief, model_dir, ckpt_dir, existing, source, GB, crop, 
     finally:
         bar.close()
 
+    dump = cfg["debug"].get("dump_weights")
+    if dump:
+        np.savez(f"{dump}.{_worker_id(strategy)}.npz",
+                 **{f"{i:04d}": v.numpy() for i, v in enumerate(model.weights)})
     export = None
     if chief:
         export = export_keras(model_config, model,
