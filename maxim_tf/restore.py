@@ -339,7 +339,7 @@ class Restorer:
         overlap: minimum overlap between tiles in pixels (0 <= overlap <=
             tile - size multiple); tiles start at multiples of the size
             multiple, and overlaps are blended with a raised-cosine window.
-        ensemble: geometric self-ensemble x8 (8x slower; usually +0.1-0.3 dB).
+        ensemble: geometric self-ensemble x8 (flips x rotations; 8x the compute).
         batch_size: images, tiles or ensemble views per model call.
         size_multiple: override the model's ``size_multiple`` (int or (mh, mw)).
 
