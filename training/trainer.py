@@ -278,6 +278,8 @@ def train(config, resume=False, progress=True):
             f"global_batch_size={GB} is not divisible by the {strategy.num_replicas_in_sync} "
             f"replicas.")
 
+    log.info("Training on %d replica(s) with %s", strategy.num_replicas_in_sync,
+             type(strategy).__name__)
     source = data_lib.make_source(cfg["data"], "train")
     log.info("Training data: %s", source.description)
 
