@@ -342,9 +342,26 @@ def tfds_source(data_dir, manual_dir=None, split="train", name=None):
     return src
 
 
+DATA_KEYS = {
+    "paired_folder": {"root", "val_root", "cache"},
+    "synthetic": {"folder", "val_folder", "degradations", "cache"},
+    "tfds": {"name", "data_dir", "manual_dir", "train_split", "val_split"},
+}
+
+
 def make_source(data, split="train"):
-    """Build the :class:`Source` described by a config's ``data`` section."""
+    """Build the :class:`Source` described by a config's ``data`` section.
+
+    Keys by ``data["source"]``: paired_folder: root, val_root, cache;
+    synthetic: folder, val_folder, degradations, cache; tfds: name, data_dir,
+    manual_dir, train_split, val_split. ``cache`` keeps the encoded files in memory.
+    """
     kind = data.get("source")
+    if kind in DATA_KEYS:
+        unknown = set(data) - DATA_KEYS[kind] - {"source"}
+        if unknown:
+            raise DataError(f"Unknown data keys for source {kind!r}: {sorted(unknown)}. "
+                            f"Known: {sorted(DATA_KEYS[kind])}")
     cache = bool(data.get("cache", False))
     if kind == "paired_folder":
         key = "val_root" if split != "train" else "root"
