@@ -40,7 +40,19 @@ def gelu(x):
 
 
 class _Block(keras.layers.Layer):
-    """Base: helpers to make sub-layers with this layer's dtype policy."""
+    """Base: stores constructor arguments (``get_config`` returns them) and
+    makes sub-layers with this layer's dtype policy."""
+
+    def _store(self, **config):
+        """Keep constructor arguments as attributes and as the layer config."""
+        self._config_keys = tuple(config)
+        for key, value in config.items():
+            setattr(self, key, value)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({key: getattr(self, key) for key in self._config_keys})
+        return config
 
     # Initialisers follow the official Flax modules (for training from scratch):
     # gMLP projections N(0, 0.02), other Dense/Conv kernels LeCun normal.
@@ -86,9 +98,7 @@ class MlpBlock(_Block):
 
     def __init__(self, mlp_dim, dropout_rate=0.0, use_bias=True, **kwargs):
         super().__init__(**kwargs)
-        self.mlp_dim = mlp_dim
-        self.dropout_rate = dropout_rate
-        self.use_bias = use_bias
+        self._store(mlp_dim=mlp_dim, dropout_rate=dropout_rate, use_bias=use_bias)
         self.dense_0 = self._dense(mlp_dim, "Dense_0")
         self.dropout = self._dropout("dropout")
         self.dense_1 = None
@@ -106,20 +116,13 @@ class MlpBlock(_Block):
     def compute_output_shape(self, input_shape):
         return input_shape
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(mlp_dim=self.mlp_dim, dropout_rate=self.dropout_rate, use_bias=self.use_bias)
-        return config
-
 
 class ChannelAttention(_Block):
     """Squeeze-and-excitation channel attention (official ``CALayer``)."""
 
     def __init__(self, features, reduction=4, use_bias=True, **kwargs):
         super().__init__(**kwargs)
-        self.features = features
-        self.reduction = reduction
-        self.use_bias = use_bias
+        self._store(features=features, reduction=reduction, use_bias=use_bias)
         self.conv_0 = self._conv(features // reduction, 1, "Conv_0")
         self.conv_1 = self._conv(features, 1, "Conv_1")
 
@@ -137,21 +140,14 @@ class ChannelAttention(_Block):
     def compute_output_shape(self, input_shape):
         return input_shape
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(features=self.features, reduction=self.reduction, use_bias=self.use_bias)
-        return config
-
 
 class RCAB(_Block):
     """Residual channel attention block: LN, conv3x3, leaky ReLU, conv3x3, CA."""
 
     def __init__(self, features, reduction=4, lrelu_slope=0.2, use_bias=True, **kwargs):
         super().__init__(**kwargs)
-        self.features = features
-        self.reduction = reduction
-        self.lrelu_slope = lrelu_slope
-        self.use_bias = use_bias
+        self._store(
+            features=features, reduction=reduction, lrelu_slope=lrelu_slope, use_bias=use_bias)
         self.layer_norm = self._norm("LayerNorm")
         self.conv1 = self._conv(features, 3, "conv1")
         self.conv2 = self._conv(features, 3, "conv2")
@@ -176,24 +172,14 @@ class RCAB(_Block):
     def compute_output_shape(self, input_shape):
         return input_shape
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            features=self.features, reduction=self.reduction,
-            lrelu_slope=self.lrelu_slope, use_bias=self.use_bias,
-        )
-        return config
-
 
 class RDCAB(_Block):
     """Residual dense channel attention block (used in the bottleneck)."""
 
     def __init__(self, features, reduction=16, dropout_rate=0.0, use_bias=True, **kwargs):
         super().__init__(**kwargs)
-        self.features = features
-        self.reduction = reduction
-        self.dropout_rate = dropout_rate
-        self.use_bias = use_bias
+        self._store(
+            features=features, reduction=reduction, dropout_rate=dropout_rate, use_bias=use_bias)
         self.layer_norm = self._norm("LayerNorm")
         self.channel_mixing = MlpBlock(
             features, dropout_rate, use_bias, name="channel_mixing", dtype=self.dtype_policy
@@ -216,14 +202,6 @@ class RDCAB(_Block):
     def compute_output_shape(self, input_shape):
         return input_shape
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            features=self.features, reduction=self.reduction,
-            dropout_rate=self.dropout_rate, use_bias=self.use_bias,
-        )
-        return config
-
 
 class GatingUnit(_Block):
     """Spatial gating unit of gMLP over the grid axis or the block axis.
@@ -236,11 +214,9 @@ class GatingUnit(_Block):
 
     def __init__(self, mode, size, use_bias=True, **kwargs):
         super().__init__(**kwargs)
+        self._store(mode=mode, size=_pair(size), use_bias=use_bias)
         if mode not in ("grid", "block"):
             raise ValueError(f"mode must be 'grid' or 'block'. Received: mode={mode!r}")
-        self.mode = mode
-        self.size = _pair(size)
-        self.use_bias = use_bias
         n = self.size[0] * self.size[1]
         self.intermediate_layernorm = self._norm("intermediate_layernorm")
         self.dense_0 = self._dense(n, "Dense_0")
@@ -260,11 +236,6 @@ class GatingUnit(_Block):
     def compute_output_shape(self, input_shape):
         return input_shape[:-1] + (input_shape[-1] // 2,)
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(mode=self.mode, size=self.size, use_bias=self.use_bias)
-        return config
-
 
 class GmlpLayer(_Block):
     """Residual gMLP over one axis: grid gMLP (global) or block gMLP (local).
@@ -275,11 +246,9 @@ class GmlpLayer(_Block):
 
     def __init__(self, mode, size, factor=2, dropout_rate=0.0, use_bias=True, **kwargs):
         super().__init__(**kwargs)
-        self.mode = mode
-        self.size = _pair(size)
-        self.factor = factor
-        self.dropout_rate = dropout_rate
-        self.use_bias = use_bias
+        self._store(
+            mode=mode, size=_pair(size), factor=factor, dropout_rate=dropout_rate,
+            use_bias=use_bias)
         unit = "GridGatingUnit" if mode == "grid" else "BlockGatingUnit"
         self.layer_norm = self._norm("LayerNorm")
         self.gating = GatingUnit(mode, self.size, use_bias, name=unit, dtype=self.dtype_policy)
@@ -310,14 +279,6 @@ class GmlpLayer(_Block):
     def compute_output_shape(self, input_shape):
         return input_shape
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            mode=self.mode, size=self.size, factor=self.factor,
-            dropout_rate=self.dropout_rate, use_bias=self.use_bias,
-        )
-        return config
-
 
 class MultiAxisGmlpBlock(_Block):
     """Multi-axis gated MLP block (MAB): split heads into grid and block gMLP.
@@ -330,13 +291,10 @@ class MultiAxisGmlpBlock(_Block):
     def __init__(self, block_size, grid_size, block_gmlp_factor=2, grid_gmlp_factor=2,
                  input_proj_factor=2, dropout_rate=0.0, use_bias=True, **kwargs):
         super().__init__(**kwargs)
-        self.block_size = _pair(block_size)
-        self.grid_size = _pair(grid_size)
-        self.block_gmlp_factor = block_gmlp_factor
-        self.grid_gmlp_factor = grid_gmlp_factor
-        self.input_proj_factor = input_proj_factor
-        self.dropout_rate = dropout_rate
-        self.use_bias = use_bias
+        self._store(
+            block_size=_pair(block_size), grid_size=_pair(grid_size),
+            block_gmlp_factor=block_gmlp_factor, grid_gmlp_factor=grid_gmlp_factor,
+            input_proj_factor=input_proj_factor, dropout_rate=dropout_rate, use_bias=use_bias)
         self.layer_norm_in = self._norm("LayerNorm_in")
         self.grid_gmlp = GmlpLayer("grid", self.grid_size, grid_gmlp_factor, dropout_rate,
                                    use_bias, name="GridGmlpLayer", dtype=self.dtype_policy)
@@ -373,16 +331,6 @@ class MultiAxisGmlpBlock(_Block):
     def compute_output_shape(self, input_shape):
         return input_shape
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            block_size=self.block_size, grid_size=self.grid_size,
-            block_gmlp_factor=self.block_gmlp_factor, grid_gmlp_factor=self.grid_gmlp_factor,
-            input_proj_factor=self.input_proj_factor, dropout_rate=self.dropout_rate,
-            use_bias=self.use_bias,
-        )
-        return config
-
 
 class BottleneckBlock(_Block):
     """Bottleneck: 1x1 input projection, num_groups x (MAB + RDCAB), long skip."""
@@ -391,16 +339,11 @@ class BottleneckBlock(_Block):
                  grid_gmlp_factor=2, input_proj_factor=2, channels_reduction=4,
                  dropout_rate=0.0, use_bias=True, **kwargs):
         super().__init__(**kwargs)
-        self.features = features
-        self.block_size = _pair(block_size)
-        self.grid_size = _pair(grid_size)
-        self.num_groups = num_groups
-        self.block_gmlp_factor = block_gmlp_factor
-        self.grid_gmlp_factor = grid_gmlp_factor
-        self.input_proj_factor = input_proj_factor
-        self.channels_reduction = channels_reduction
-        self.dropout_rate = dropout_rate
-        self.use_bias = use_bias
+        self._store(
+            features=features, block_size=_pair(block_size), grid_size=_pair(grid_size),
+            num_groups=num_groups, block_gmlp_factor=block_gmlp_factor,
+            grid_gmlp_factor=grid_gmlp_factor, input_proj_factor=input_proj_factor,
+            channels_reduction=channels_reduction, dropout_rate=dropout_rate, use_bias=use_bias)
         self.input_proj = self._conv(features, 1, "input_proj")
         self.mabs, self.rdcabs = [], []
         for i in range(num_groups):
@@ -430,17 +373,6 @@ class BottleneckBlock(_Block):
     def compute_output_shape(self, input_shape):
         return input_shape[:-1] + (self.features,)
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            features=self.features, block_size=self.block_size, grid_size=self.grid_size,
-            num_groups=self.num_groups, block_gmlp_factor=self.block_gmlp_factor,
-            grid_gmlp_factor=self.grid_gmlp_factor, input_proj_factor=self.input_proj_factor,
-            channels_reduction=self.channels_reduction, dropout_rate=self.dropout_rate,
-            use_bias=self.use_bias,
-        )
-        return config
-
 
 class SpatialGatingWeights(_Block):
     """Gating weights of the cross-gating block (official ``GetSpatialGatingWeights``).
@@ -452,12 +384,9 @@ class SpatialGatingWeights(_Block):
     def __init__(self, features, block_size, grid_size, input_proj_factor=2,
                  dropout_rate=0.0, use_bias=True, **kwargs):
         super().__init__(**kwargs)
-        self.features = features
-        self.block_size = _pair(block_size)
-        self.grid_size = _pair(grid_size)
-        self.input_proj_factor = input_proj_factor
-        self.dropout_rate = dropout_rate
-        self.use_bias = use_bias
+        self._store(
+            features=features, block_size=_pair(block_size), grid_size=_pair(grid_size),
+            input_proj_factor=input_proj_factor, dropout_rate=dropout_rate, use_bias=use_bias)
         self.layer_norm_in = self._norm("LayerNorm_in")
         self.in_project = self._dense(features * input_proj_factor, "in_project", init="lecun")
         self.dense_grid = self._dense(self.grid_size[0] * self.grid_size[1], "Dense_0",
@@ -487,15 +416,6 @@ class SpatialGatingWeights(_Block):
     def compute_output_shape(self, input_shape):
         return input_shape[:-1] + (self.features,)
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            features=self.features, block_size=self.block_size, grid_size=self.grid_size,
-            input_proj_factor=self.input_proj_factor, dropout_rate=self.dropout_rate,
-            use_bias=self.use_bias,
-        )
-        return config
-
 
 class CrossGatingBlock(_Block):
     """Cross-gating MLP block (CGB): two feature streams gate each other.
@@ -507,13 +427,10 @@ class CrossGatingBlock(_Block):
     def __init__(self, features, block_size, grid_size, input_proj_factor=2,
                  dropout_rate=0.0, upsample_y=True, use_bias=True, **kwargs):
         super().__init__(**kwargs)
-        self.features = features
-        self.block_size = _pair(block_size)
-        self.grid_size = _pair(grid_size)
-        self.input_proj_factor = input_proj_factor
-        self.dropout_rate = dropout_rate
-        self.upsample_y = upsample_y
-        self.use_bias = use_bias
+        self._store(
+            features=features, block_size=_pair(block_size), grid_size=_pair(grid_size),
+            input_proj_factor=input_proj_factor, dropout_rate=dropout_rate, upsample_y=upsample_y,
+            use_bias=use_bias)
         self.conv_up = self._conv_up(features, "ConvTranspose_0") if upsample_y else None
         self.conv_x = self._conv(features, 1, "Conv_0")
         self.conv_y = self._conv(features, 1, "Conv_1")
@@ -567,15 +484,6 @@ class CrossGatingBlock(_Block):
         out = x_shape[:-1] + (self.features,)
         return out, out
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            features=self.features, block_size=self.block_size, grid_size=self.grid_size,
-            input_proj_factor=self.input_proj_factor, dropout_rate=self.dropout_rate,
-            upsample_y=self.upsample_y, use_bias=self.use_bias,
-        )
-        return config
-
 
 class UNetEncoderBlock(_Block):
     """UNet encoder block: [concat skip] 1x1 conv, num_groups x (MAB + RCAB),
@@ -588,20 +496,13 @@ class UNetEncoderBlock(_Block):
                  channels_reduction=4, dropout_rate=0.0, downsample=True,
                  use_global_mlp=True, use_bias=True, use_cross_gating=False, **kwargs):
         super().__init__(**kwargs)
-        self.features = features
-        self.block_size = _pair(block_size)
-        self.grid_size = _pair(grid_size)
-        self.num_groups = num_groups
-        self.lrelu_slope = lrelu_slope
-        self.block_gmlp_factor = block_gmlp_factor
-        self.grid_gmlp_factor = grid_gmlp_factor
-        self.input_proj_factor = input_proj_factor
-        self.channels_reduction = channels_reduction
-        self.dropout_rate = dropout_rate
-        self.downsample = downsample
-        self.use_global_mlp = use_global_mlp
-        self.use_bias = use_bias
-        self.use_cross_gating = use_cross_gating
+        self._store(
+            features=features, block_size=_pair(block_size), grid_size=_pair(grid_size),
+            num_groups=num_groups, lrelu_slope=lrelu_slope, block_gmlp_factor=block_gmlp_factor,
+            grid_gmlp_factor=grid_gmlp_factor, input_proj_factor=input_proj_factor,
+            channels_reduction=channels_reduction, dropout_rate=dropout_rate,
+            downsample=downsample, use_global_mlp=use_global_mlp, use_bias=use_bias,
+            use_cross_gating=use_cross_gating)
         self.conv_in = self._conv(features, 1, "Conv_0")
         self.mabs, self.rcabs = [], []
         for i in range(num_groups):
@@ -660,19 +561,6 @@ class UNetEncoderBlock(_Block):
             return _scaled(x_shape, 0.5, self.features), out
         return out
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            features=self.features, block_size=self.block_size, grid_size=self.grid_size,
-            num_groups=self.num_groups, lrelu_slope=self.lrelu_slope,
-            block_gmlp_factor=self.block_gmlp_factor, grid_gmlp_factor=self.grid_gmlp_factor,
-            input_proj_factor=self.input_proj_factor,
-            channels_reduction=self.channels_reduction, dropout_rate=self.dropout_rate,
-            downsample=self.downsample, use_global_mlp=self.use_global_mlp,
-            use_bias=self.use_bias, use_cross_gating=self.use_cross_gating,
-        )
-        return config
-
 
 class UNetDecoderBlock(_Block):
     """UNet decoder block: 2x2/2 transposed conv, then an encoder block
@@ -683,18 +571,12 @@ class UNetDecoderBlock(_Block):
                  channels_reduction=4, dropout_rate=0.0, use_global_mlp=True, use_bias=True,
                  **kwargs):
         super().__init__(**kwargs)
-        self.features = features
-        self.block_size = _pair(block_size)
-        self.grid_size = _pair(grid_size)
-        self.num_groups = num_groups
-        self.lrelu_slope = lrelu_slope
-        self.block_gmlp_factor = block_gmlp_factor
-        self.grid_gmlp_factor = grid_gmlp_factor
-        self.input_proj_factor = input_proj_factor
-        self.channels_reduction = channels_reduction
-        self.dropout_rate = dropout_rate
-        self.use_global_mlp = use_global_mlp
-        self.use_bias = use_bias
+        self._store(
+            features=features, block_size=_pair(block_size), grid_size=_pair(grid_size),
+            num_groups=num_groups, lrelu_slope=lrelu_slope, block_gmlp_factor=block_gmlp_factor,
+            grid_gmlp_factor=grid_gmlp_factor, input_proj_factor=input_proj_factor,
+            channels_reduction=channels_reduction, dropout_rate=dropout_rate,
+            use_global_mlp=use_global_mlp, use_bias=use_bias)
         self.conv_up = self._conv_up(features, "ConvTranspose_0")
         # The official decoder does not forward input_proj_factor to its inner
         # encoder block, which therefore always uses 2.
@@ -715,18 +597,6 @@ class UNetDecoderBlock(_Block):
     def compute_output_shape(self, x_shape, bridge_shape=None):
         return _scaled(x_shape, 2, self.features)
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            features=self.features, block_size=self.block_size, grid_size=self.grid_size,
-            num_groups=self.num_groups, lrelu_slope=self.lrelu_slope,
-            block_gmlp_factor=self.block_gmlp_factor, grid_gmlp_factor=self.grid_gmlp_factor,
-            input_proj_factor=self.input_proj_factor,
-            channels_reduction=self.channels_reduction, dropout_rate=self.dropout_rate,
-            use_global_mlp=self.use_global_mlp, use_bias=self.use_bias,
-        )
-        return config
-
 
 class UpSampleRatio(_Block):
     """Rescale features by ``ratio`` (a power of two) and project with a 1x1 conv.
@@ -739,9 +609,7 @@ class UpSampleRatio(_Block):
 
     def __init__(self, features, ratio, use_bias=True, **kwargs):
         super().__init__(**kwargs)
-        self.features = features
-        self.ratio = float(ratio)
-        self.use_bias = use_bias
+        self._store(features=features, ratio=float(ratio), use_bias=use_bias)
         self.conv = self._conv(features, 1, "Conv_0")
 
     def build(self, input_shape):
@@ -757,11 +625,6 @@ class UpSampleRatio(_Block):
     def compute_output_shape(self, input_shape):
         return _scaled(input_shape, self.ratio, self.features)
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(features=self.features, ratio=self.ratio, use_bias=self.use_bias)
-        return config
-
 
 class SAM(_Block):
     """Supervised attention module between stages (from MPRNet).
@@ -773,9 +636,7 @@ class SAM(_Block):
 
     def __init__(self, features, output_channels=3, use_bias=True, **kwargs):
         super().__init__(**kwargs)
-        self.features = features
-        self.output_channels = output_channels
-        self.use_bias = use_bias
+        self._store(features=features, output_channels=output_channels, use_bias=use_bias)
         self.conv_0 = self._conv(features, 3, "Conv_0")
         self.conv_1 = self._conv(output_channels, 3, "Conv_1")
         self.conv_2 = self._conv(features, 3, "Conv_2")
@@ -795,12 +656,6 @@ class SAM(_Block):
 
     def compute_output_shape(self, x_shape, image_shape):
         return x_shape[:-1] + (self.features,), x_shape[:-1] + (self.output_channels,)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(features=self.features, output_channels=self.output_channels,
-                      use_bias=self.use_bias)
-        return config
 
 
 class NearestDownsample(keras.layers.Layer):

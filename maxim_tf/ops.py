@@ -47,6 +47,30 @@ def unblock_images(x):
     return tf.reshape(x, [n, gh * fh, gw * fw, c])
 
 
+def _mix_positions(x, sizes, mix_outer, dense):
+    """Apply ``dense`` over one of the two position axes of a blocked image.
+
+    x is viewed as ``[N, gh, fh, gw, fw, C]`` (grid cells of fh x fw pixels);
+    ``dense`` mixes the gh*gw cells (``mix_outer``; ``sizes`` = (gh, gw)) or
+    the fh*fw pixels of each cell (``sizes`` = (fh, fw)), for every channel and
+    every position along the other axis. One transpose each way and a matmul.
+    """
+    n, h, w, c = _dims(x)
+    if mix_outer:
+        (gh, gw), (fh, fw) = sizes, (h // sizes[0], w // sizes[1])
+    else:
+        (fh, fw), (gh, gw) = sizes, (h // sizes[0], w // sizes[1])
+    dims = {1: gh, 2: fh, 3: gw, 4: fw}
+    mixed = (1, 3) if mix_outer else (2, 4)
+    kept = tuple(a for a in (1, 2, 3, 4) if a not in mixed)
+    perm = (0, *kept, 5, *mixed)
+    y = tf.transpose(tf.reshape(x, [n, gh, fh, gw, fw, c]), perm)
+    y = dense(tf.reshape(y, [n, dims[kept[0]], dims[kept[1]], c, sizes[0] * sizes[1]]))
+    y = tf.reshape(y, [n, dims[kept[0]], dims[kept[1]], c, sizes[0], sizes[1]])
+    y = tf.transpose(y, np.argsort(perm))
+    return tf.reshape(y, [n, h, w, c])
+
+
 def mix_grid_axis(x, grid_size, dense):
     """Apply ``dense`` across the grid cells (global, dilated mixing).
 
@@ -54,19 +78,9 @@ def mix_grid_axis(x, grid_size, dense):
     ``dense`` (a Dense layer with ``gh*gw`` units) mixes, for every pixel offset
     inside a cell and every channel, the ``gh*gw`` pixels that share that
     offset. This is the official ``GridGatingUnit`` (Dense over axis -3 of the
-    blocked ``[N, gh*gw, fh*fw, C]`` tensor), written with one transpose each
-    way and a matmul.
+    blocked ``[N, gh*gw, fh*fw, C]`` tensor).
     """
-    n, h, w, c = _dims(x)
-    gh, gw = grid_size
-    fh, fw = h // gh, w // gw
-    y = tf.reshape(x, [n, gh, fh, gw, fw, c])
-    y = tf.transpose(y, [0, 2, 4, 5, 1, 3])  # n fh fw c gh gw
-    y = tf.reshape(y, [n, fh, fw, c, gh * gw])
-    y = dense(y)
-    y = tf.reshape(y, [n, fh, fw, c, gh, gw])
-    y = tf.transpose(y, [0, 4, 1, 5, 2, 3])  # n gh fh gw fw c
-    return tf.reshape(y, [n, h, w, c])
+    return _mix_positions(x, grid_size, True, dense)
 
 
 def mix_block_axis(x, block_size, dense):
@@ -75,16 +89,7 @@ def mix_block_axis(x, block_size, dense):
     The official ``BlockGatingUnit``: Dense over axis -2 of the blocked
     ``[N, gh*gw, fh*fw, C]`` tensor.
     """
-    n, h, w, c = _dims(x)
-    fh, fw = block_size
-    gh, gw = h // fh, w // fw
-    y = tf.reshape(x, [n, gh, fh, gw, fw, c])
-    y = tf.transpose(y, [0, 1, 3, 5, 2, 4])  # n gh gw c fh fw
-    y = tf.reshape(y, [n, gh, gw, c, fh * fw])
-    y = dense(y)
-    y = tf.reshape(y, [n, gh, gw, c, fh, fw])
-    y = tf.transpose(y, [0, 1, 4, 2, 5, 3])  # n gh fh gw fw c
-    return tf.reshape(y, [n, h, w, c])
+    return _mix_positions(x, block_size, False, dense)
 
 
 def triangle_taps(factor):
