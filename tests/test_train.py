@@ -260,12 +260,15 @@ def test_fine_tuning_starts_from_a_keras_model(tmp_path):
             f"maxim_tf.MAXIM(**{MODEL!r}).save({str(src)!r})")
     made = subprocess.run([sys.executable, "-c", code], env=env(), capture_output=True, text=True)
     assert made.returncode == 0, made.stderr[-2000:]
+    # Under mixed_bfloat16: variables stay float32 and the artifact is float32.
     config = write_config(tmp_path, steps=1, model={}, init_from=str(src),
+                          mixed_precision="mixed_bfloat16",
                           optimizer={"learning_rate": 1e-12, "end_learning_rate": 0.0})
     assert_ok(run(train_cmd(config, tmp_path / "run")))
     code = ("import keras, maxim_tf, numpy as np; "
             f"a = keras.saving.load_model({str(src)!r}); "
             f"b = keras.saving.load_model({str(tmp_path / 'run' / 'model.keras')!r}); "
+            "assert all(w.dtype == np.float32 for w in b.get_weights()); "
             "print(max(float(np.abs(x - y).max()) for x, y in zip(a.get_weights(), b.get_weights())))")
     cmp = subprocess.run([sys.executable, "-c", code], env=env(), capture_output=True, text=True)
     assert cmp.returncode == 0, cmp.stderr[-2000:]

@@ -381,6 +381,7 @@ def _run(cfg, strategy, chief, model_dir, ckpt_dir, existing, source, GB, crop, 
     try:
         with writer.as_default(), (open(log_path, "a") if chief else contextlib.nullcontext()) as jl:
             for s in range(start + 1, cfg["steps"] + 1):
+                lr = float(optimizer.learning_rate)  # the rate this step uses
                 t0 = time.perf_counter()
                 loss, terms, norm = train_step(iterator)
                 loss = float(loss)
@@ -391,7 +392,6 @@ def _run(cfg, strategy, chief, model_dir, ckpt_dir, existing, source, GB, crop, 
                         f"Loss became {loss} at step {s}; stopped without saving. The last good "
                         f"checkpoint is {kept or 'none (no checkpoint was saved yet)'}; lower "
                         f"the learning rate or enable optimizer.clip_global_norm, then resume.")
-                lr = float(optimizer.learning_rate)
                 bar.update(seconds, loss)
                 last = {"step": s, "loss": loss}
                 if jl is not None:
