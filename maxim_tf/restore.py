@@ -180,7 +180,7 @@ def crop_to(y, offset, size):
 
 
 def ensemble_transform(x, k):
-    """Geometric transform ``k`` in 0..7 of NHWC ``x``: rotate by ``k % 4`` x 90 deg, flipped first if ``k >= 4``.
+    """Geometric transform ``k`` (0..7) of NHWC ``x``: flip W if ``k >= 4``, then rotate ``k % 4`` x 90 deg.
 
     The same eight transforms, in the same order, as the official ``augment_image``.
     """
@@ -361,7 +361,9 @@ class Restorer:
         if isinstance(model_or_path, (str, os.PathLike)):
             model_or_path = load_model(model_or_path)
         self.model = model_or_path
-        multiple = size_multiple if size_multiple is not None else getattr(model_or_path, "size_multiple", None)
+        multiple = size_multiple
+        if multiple is None:
+            multiple = getattr(model_or_path, "size_multiple", None)
         if multiple is None:
             raise TypeError("The model has no size_multiple attribute; pass size_multiple=(mh, mw) "
                             "(64 for the official MAXIM variants).")

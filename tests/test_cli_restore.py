@@ -4,6 +4,7 @@ import csv
 import io
 import math
 import shutil
+import zlib
 
 import keras
 import numpy as np
@@ -67,7 +68,8 @@ def batch_dir(tmp_path, rng):
     Image.fromarray(rgb).quantize(8).save(d / "palette.png")
     Image.fromarray(rgb).convert("CMYK").save(d / "cmyk.jpg")
     _png(d / "one_pixel.png", rgb[:1, :1])
-    (d / "deep16.png").write_bytes(tf.io.encode_png((rng.random((17, 19, 3)) * 65535).astype(np.uint16)).numpy())
+    deep = (rng.random((17, 19, 3)) * 65535).astype(np.uint16)
+    (d / "deep16.png").write_bytes(tf.io.encode_png(deep).numpy())
     good = (d / "haze_550x309.png").read_bytes()
     jpg = (d / "rain.jpg").read_bytes()
     (d / "bad_empty.png").write_bytes(b"")
@@ -76,7 +78,6 @@ def batch_dir(tmp_path, rng):
     (d / "bad_text.png").write_text("not an image\n")
     bomb = bytearray(good)
     bomb[16:24] = (30000).to_bytes(4, "big") * 2  # header claims 30000x30000
-    import zlib
     bomb[29:33] = (zlib.crc32(bytes(bomb[12:29])) & 0xFFFFFFFF).to_bytes(4, "big")
     (d / "bad_bomb.png").write_bytes(bytes(bomb))
     return d

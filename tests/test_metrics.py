@@ -70,7 +70,8 @@ def test_ssim_single_window_hand_computation():
     var_b = (w * b * b).sum() - mu_b ** 2
     cov = (w * a * b).sum() - mu_a * mu_b
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    expected = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    expected = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)
+                / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2)))
     assert metrics.ssim(a, b) == pytest.approx(expected, abs=1e-10)
     assert metrics.ssim(a[..., None].repeat(3, -1), b[..., None].repeat(3, -1)) == pytest.approx(expected)
 
