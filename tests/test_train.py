@@ -252,6 +252,11 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert 'model_checkpoint_path: "ckpt-2"' in (ckpts / "checkpoint").read_text()
     assert not (tmp_path / "run" / "model.keras").exists()
     assert max(losses_by_step(tmp_path / "run")) == 2
+    # On demand: the last good checkpoint becomes the .keras artifact.
+    exported = run(train_cmd(config, tmp_path / "run", "--resume", "--export-only"))
+    assert_ok(exported)
+    assert "Exported the checkpoint of step 2" in exported.stdout
+    assert (tmp_path / "run" / "model.keras").exists()
 
 
 def test_fine_tuning_starts_from_a_keras_model(tmp_path):

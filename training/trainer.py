@@ -234,7 +234,7 @@ class _Progress:
             self.bar.close()
 
 
-def train(config, resume=False, progress=True):
+def train(config, resume=False, progress=True, export_only=False):
     """Train MAXIM as described by ``config`` (dict or path; see config.DEFAULTS).
 
     Args:
@@ -242,6 +242,8 @@ def train(config, resume=False, progress=True):
         resume: continue from the latest checkpoint in ``model_dir``. Without it,
             a ``model_dir`` that already holds checkpoints is an error.
         progress: show a progress bar (chief only).
+        export_only: write the ``.keras`` artifact from the latest checkpoint
+            without training (needs ``resume=True``).
 
     Returns:
         dict with ``step``, ``loss``, ``images_per_sec``, ``export`` (path or None),
@@ -267,6 +269,9 @@ def train(config, resume=False, progress=True):
     model_dir.mkdir(parents=True, exist_ok=True)
 
     existing = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
+    if export_only and not (existing and resume):
+        raise FileNotFoundError(f"--export-only needs --resume and a checkpoint in "
+                                f"{model_dir / 'checkpoints'} (found: {existing}).")
     if existing and not resume:
         raise FileExistsError(
             f"{model_dir} already holds checkpoints (latest {existing}). Pass --resume to "
@@ -288,7 +293,7 @@ def train(config, resume=False, progress=True):
         keras.mixed_precision.set_global_policy(cfg["mixed_precision"])
     try:
         return _run(cfg, strategy, chief, model_dir, ckpt_dir, existing, source, GB, S_crop,
-                    seed, progress)
+                    seed, progress, export_only)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
         if not chief:
@@ -296,7 +301,8 @@ def train(config, resume=False, progress=True):
                           ignore_errors=True)
 
 
-def _run(cfg, strategy, chief, model_dir, ckpt_dir, existing, source, GB, crop, seed, progress):
+def _run(cfg, strategy, chief, model_dir, ckpt_dir, existing, source, GB, crop, seed, progress,
+         export_only):
     init_model = _load_init_model(cfg["init_from"]) if cfg["init_from"] else None
     model_config = _model_config(cfg, init_model)
     S = model_config["num_supervision_scales"]
@@ -331,6 +337,11 @@ def _run(cfg, strategy, chief, model_dir, ckpt_dir, existing, source, GB, crop, 
         checkpoint.restore(existing).assert_existing_objects_matched()
         log.info("Resumed from %s at step %d", existing, int(step.numpy()))
     start = int(step.numpy())
+    if export_only:
+        export = export_keras(model_config, model, cfg["export"] or model_dir / "model.keras") \
+            if chief else None
+        return {"step": start, "loss": float("nan"), "images_per_sec": float("nan"),
+                "export": str(export) if export else None, "checkpoint": existing}
 
     dist_ds = strategy.distribute_datasets_from_function(
         lambda ctx: data_lib.train_dataset(

@@ -27,6 +27,9 @@ def register(subparsers):
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set optimizer.warmup_steps=1000 "
                         "--set data.folder=/photos (value parsed as JSON when possible)")
+    p.add_argument("--export-only", action="store_true",
+                   help="with --resume: write the .keras model from the latest checkpoint, "
+                        "no training")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -53,7 +56,8 @@ def run(args):
                              else f"{key}={_json_str(value)}")
     try:
         config = config_lib.load_config(args.config, overrides)
-        result = trainer.train(config, resume=args.resume, progress=not args.no_progress)
+        result = trainer.train(config, resume=args.resume, progress=not args.no_progress,
+                               export_only=args.export_only)
     except (config_lib.ConfigError, data_lib.DataError, FileExistsError,
             FileNotFoundError) as e:
         print(f"maxim-tf train: error: {e}", file=sys.stderr)
@@ -61,8 +65,11 @@ def run(args):
     except trainer.TrainingDiverged as e:
         print(f"maxim-tf train: training diverged: {e}", file=sys.stderr)
         return 3
-    print(f"Trained to step {result['step']} (loss {result['loss']:.5f}, "
-          f"{result['images_per_sec']:.2f} images/s).")
+    if args.export_only:
+        print(f"Exported the checkpoint of step {result['step']}.")
+    else:
+        print(f"Trained to step {result['step']} (loss {result['loss']:.5f}, "
+              f"{result['images_per_sec']:.2f} images/s).")
     if result["export"]:
         print(f"Model: {result['export']}")
     return 0
