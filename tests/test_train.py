@@ -168,7 +168,6 @@ def _free_ports(n):
     return ports
 
 
-@pytest.mark.slow
 def test_multi_worker_two_processes_end_with_identical_weights(tmp_path):
     config = write_config(tmp_path, steps=3, checkpoint_every=3)
     ports = _free_ports(2)
@@ -199,7 +198,7 @@ def test_multi_worker_two_processes_end_with_identical_weights(tmp_path):
     assert not list((tmp_path / "run").glob("checkpoints_tmp/*/ckpt-*"))  # worker 1's copies removed
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # ~30 s idle, ~65 s on busy cores; the data-position part is fast-tested
 def test_kill_and_resume_reproduces_the_trajectory(tmp_path):
     steps = 8
     config = write_config(tmp_path, steps=steps, checkpoint_every=2,
