@@ -74,6 +74,9 @@ def export_savedmodel(model, base_dir, name="maxim", version=None, max_pixels=DE
     version = int(version)
     if version < 1:
         raise ValueError(f"version must be a positive integer. Received: version={version}")
+    if (model_dir / str(version)).exists() and not overwrite:
+        raise FileExistsError(f"{model_dir / str(version)} already exists (pass overwrite=True / "
+                              f"--overwrite to replace it, or another version)")
 
     multiple = tuple(model.size_multiple)
     max_pixels = int(max_pixels)

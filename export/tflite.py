@@ -60,14 +60,33 @@ def export_tflite(model, path, quantization="fp32", input_size=None, batch_size=
     Returns:
         pathlib.Path of the written file.
     """
-    if quantization not in QUANTIZATIONS:
-        raise ValueError(f"Unknown TFLite quantization {quantization!r}. "
-                         f"Choose one of {', '.join(QUANTIZATIONS)}.")
+    return export_tflite_set(
+        model, {quantization: path}, input_size=input_size, batch_size=batch_size,
+        representative_data=representative_data,
+        num_calibration_images=num_calibration_images, calibration_size=calibration_size,
+        int8_io=int8_io)[quantization]
+
+
+def export_tflite_set(model, paths, input_size=None, batch_size=None, representative_data=None,
+                      num_calibration_images=8, calibration_size=(128, 128), int8_io="float32"):
+    """Several quantizations of one model, tracing it only once.
+
+    Args:
+        paths: ``{quantization: output path}``.
+        others: as :func:`export_tflite`.
+
+    Returns:
+        ``{quantization: pathlib.Path}``.
+    """
+    for quantization in paths:
+        if quantization not in QUANTIZATIONS:
+            raise ValueError(f"Unknown TFLite quantization {quantization!r}. "
+                             f"Choose one of {', '.join(QUANTIZATIONS)}.")
     if int8_io not in INT8_IO_TYPES:
         raise ValueError(f"Unknown int8_io {int8_io!r}. Choose one of {', '.join(INT8_IO_TYPES)}.")
-    if int8_io != "float32" and quantization != "int8":
+    if int8_io != "float32" and set(paths) != {"int8"}:
         raise ValueError(f"int8_io={int8_io!r} needs quantization='int8'. "
-                         f"Received: quantization={quantization!r}")
+                         f"Received: quantization={', '.join(paths)}")
     if input_size is not None:
         input_size = tuple(int(v) for v in input_size)
         if len(input_size) != 2 or min(input_size) < 1:
@@ -77,6 +96,7 @@ def export_tflite(model, path, quantization="fp32", input_size=None, batch_size=
     else:
         shape = [batch_size, None, None, 3]
 
+    written = {}
     with tempfile.TemporaryDirectory(prefix="maxim_tflite_") as tmp:
         # Through a Keras ExportArchive: it lets the converter freeze the Keras
         # variables into constants (a tf.Module holding the model would leave
@@ -87,33 +107,43 @@ def export_tflite(model, path, quantization="fp32", input_size=None, batch_size=
             SIGNATURE, lambda images: {OUTPUT_NAME: graph.restore_any_size(model, images)},
             input_signature=[tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)])
         archive.write_out(tmp, verbose=False)
-        converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=[SIGNATURE])
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        if quantization == "fp16":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.target_spec.supported_types = [tf.float16]
-        elif quantization == "dynamic":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        elif quantization == "int8":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            size = input_size or tuple(calibration_size)
-            samples = calibration_samples(representative_data, num_calibration_images, size)
-            if shape[0] is not None and shape[0] > 1:  # fixed batch: calibrate whole batches
-                samples = [np.concatenate([samples[(i + k) % len(samples)] for k in range(shape[0])])
-                           for i in range(len(samples))]
-            converter.representative_dataset = lambda: ({INPUT_NAME: s} for s in samples)
-            if int8_io != "float32":
-                converter.inference_input_type = getattr(tf, int8_io)
-                converter.inference_output_type = getattr(tf, int8_io)
-        try:
-            flatbuffer = converter.convert()
-        except Exception as err:  # the converter raises ConverterError and friends
-            raise RuntimeError(
-                f"TFLite conversion ({quantization}, builtin ops only) failed. If the converter "
-                f"names an op that is not a builtin TFLite op, that op must be rewritten in the "
-                f"MAXIM graph. Converter said:\n{err}") from err
-    return atomic_write_bytes(path, flatbuffer)
+        for quantization, path in paths.items():
+            samples = None
+            if quantization == "int8":
+                size = input_size or tuple(calibration_size)
+                samples = calibration_samples(representative_data, num_calibration_images, size)
+                if shape[0] is not None and shape[0] > 1:  # fixed batch: calibrate whole batches
+                    samples = [np.concatenate([samples[(i + k) % len(samples)]
+                                               for k in range(shape[0])])
+                               for i in range(len(samples))]
+            flatbuffer = _convert(tmp, quantization, samples, int8_io)
+            written[quantization] = atomic_write_bytes(path, flatbuffer)
+    return written
+
+
+def _convert(saved_model_dir, quantization, samples, int8_io):
+    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir,
+                                                         signature_keys=[SIGNATURE])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantization == "fp16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif quantization == "dynamic":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif quantization == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.representative_dataset = lambda: ({INPUT_NAME: s} for s in samples)
+        if int8_io != "float32":
+            converter.inference_input_type = getattr(tf, int8_io)
+            converter.inference_output_type = getattr(tf, int8_io)
+    try:
+        return converter.convert()
+    except Exception as err:  # the converter raises ConverterError and friends
+        raise RuntimeError(
+            f"TFLite conversion ({quantization}, builtin ops only) failed. If the converter "
+            f"names an op that is not a builtin TFLite op, that op must be rewritten in the "
+            f"MAXIM graph. Converter said:\n{err}") from err
 
 
 def calibration_samples(source, count, size, seed=0):
@@ -170,16 +200,29 @@ class TFLiteRunner:
     Args:
         path: the ``.tflite`` file.
         num_threads: interpreter threads (None: LiteRT's default).
+        use_xnnpack: apply LiteRT's default XNNPACK delegate. None (auto):
+            yes, except for a full-int8 model with dynamic H, W, on which the
+            XNNPACK delegate of LiteRT 2.3 aborts the process (double free)
+            at the first invoke; the builtin kernels run it correctly.
     """
 
-    def __init__(self, path, num_threads=None):
-        from ai_edge_litert.interpreter import Interpreter
+    def __init__(self, path, num_threads=None, use_xnnpack=None):
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
         path = pathlib.Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"TFLite model not found: {path}")
         self.path = path
         self.interpreter = Interpreter(model_path=os.fspath(path), num_threads=num_threads)
+        if use_xnnpack is None:
+            ops = {op["op_name"] for op in self.interpreter._get_ops_details()}
+            dynamic = any(d < 0 for d in self.interpreter.get_input_details()[0]["shape_signature"])
+            use_xnnpack = not ("QUANTIZE" in ops and dynamic)
+        if not use_xnnpack:
+            self.interpreter = Interpreter(
+                model_path=os.fspath(path), num_threads=num_threads,
+                experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        self.uses_xnnpack = bool(use_xnnpack)
         signatures = self.interpreter.get_signature_list()
         if SIGNATURE not in signatures:
             raise ValueError(f"{path} has no {SIGNATURE!r} signature (found {sorted(signatures)}); "
