@@ -128,14 +128,17 @@ def _model_config(cfg, init_model):
     else:
         model_config = maxim_tf.variant_config(cfg["variant"], **cfg["model"])
     if loaded is not None:
-        norm = lambda c: {k: (list(v) if isinstance(v, tuple) else v) for k, v in c.items()}
+        def norm(c):
+            return {k: (list(v) if isinstance(v, tuple) else v) for k, v in c.items()}
+
         a, b = norm(model_config), norm(loaded)
         diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k != "dropout_rate")
         if diff:
             raise config_lib.ConfigError(
                 f"init_from {cfg['init_from']} was built with a different MAXIM config: "
                 + ", ".join(f"{k}: model {b.get(k)!r} vs config {a.get(k)!r}" for k in diff)
-                + ". Set variant to null to take the model's own config.")
+                + ". Set variant to null (and drop those model keys) to train the model "
+                  "as it was built.")
     return model_config
 
 
@@ -252,9 +255,7 @@ def train(config, resume=False, progress=True, export_only=False):
     Raises:
         TrainingDiverged: the loss became NaN/inf (the last good checkpoint is kept).
     """
-    cfg = config if isinstance(config, dict) and "optimizer" in config and "debug" in config \
-        else config_lib.load_config(config)
-    config_lib.validate(cfg)
+    cfg = config_lib.load_config(config)  # idempotent on an already loaded config
     strategy = make_strategy(cfg["strategy"], cfg["tpu"])  # first: before other TF work
     if not cfg["graph_optimizations"]:
         # Grappler takes minutes on MAXIM's large training graph on small CPUs.
