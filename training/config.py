@@ -35,8 +35,8 @@ DEFAULTS = {
     "strategy": "auto",           # auto, single, mirrored, multi_worker, tpu
     "tpu": None,                  # TPU name/address for strategy "tpu" ("" = local TPU VM)
     "jit_compile": False,         # XLA for the train step (GPU/TPU; fixed crops)
-    "deterministic": False,
-    "graph_optimizations": True,  # Grappler; false starts much faster on small CPU boxes       # tf.config.experimental.enable_op_determinism()
+    "deterministic": False,       # tf.config.experimental.enable_op_determinism()
+    "graph_optimizations": True,  # Grappler; false starts much faster on small CPU boxes
     "model_dir": None,            # checkpoints, TensorBoard logs, train_log.jsonl
     "export": None,               # final .keras path (default: <model_dir>/model.keras)
     "init_from": None,            # .keras to fine-tune from (e.g. a converted official checkpoint)

@@ -114,7 +114,7 @@ def scan_pairs(root):
     """
     root = pathlib.Path(root)
     dirs = {side: root / side for side in ("input", "target")}
-    for side, d in dirs.items():
+    for d in dirs.values():
         if not d.is_dir():
             raise DataError(
                 f"Paired data needs {root}/input and {root}/target folders; {d} is missing.")
@@ -153,7 +153,8 @@ def scan_pairs(root):
     if mismatched:
         raise DataError(f"{len(mismatched)} pair(s) in {root} have different input and target "
                         f"sizes, first: " + "; ".join(mismatched[:MAX_LISTED]))
-    keep = [i for i, (a, b) in enumerate(zip(in_sizes, tg_sizes)) if a is not None and b is not None]
+    keep = [i for i, (a, b) in enumerate(zip(in_sizes, tg_sizes))
+            if a is not None and b is not None]
     if not keep:
         raise DataError(f"None of the {len(stems)} pairs in {root} could be read.")
     return ([inputs[i] for i in keep], [targets[i] for i in keep], [in_sizes[i] for i in keep])
@@ -406,7 +407,10 @@ def _mixup_pair(inputs, targets, counters, seed, prob, alpha):
         tf.stack([tf.constant(seed, tf.int64) + 7919, counters[0]]), 2)
     lam = _beta(s[0], alpha)
     lam = tf.where(tf.random.stateless_uniform([], s[1]) < prob, lam, 1.0)
-    mix = lambda x: tf.stack([lam * x[0] + (1 - lam) * x[1], lam * x[1] + (1 - lam) * x[0]])
+
+    def mix(x):
+        return tf.stack([lam * x[0] + (1 - lam) * x[1], lam * x[1] + (1 - lam) * x[0]])
+
     return mix(inputs), mix(targets), counters
 
 
@@ -449,7 +453,8 @@ def train_dataset(source, *, global_batch_size, crop_size, seed, start_step=0,
     ds = ds.ignore_errors(log_warning=True)
     if mixup:
         ds = ds.batch(2, drop_remainder=True).map(
-            lambda x, y, c: _mixup_pair(x, y, c, seed, mixup, float(augment.get("mixup_alpha", 1.2))),
+            lambda x, y, c: _mixup_pair(x, y, c, seed, mixup,
+                                        float(augment.get("mixup_alpha", 1.2))),
             num_parallel_calls=autotune, deterministic=True).unbatch()
     ds = ds.map(lambda x, y, c: (x, y))
     ds = ds.batch(per_replica, drop_remainder=True)

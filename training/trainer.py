@@ -169,7 +169,8 @@ def copy_weights(src, dst):
     src_vars = {v.path: v for v in src.weights}
     dst_vars = {v.path: v for v in dst.weights}
     bad = [f"{k}: {tuple(src_vars[k].shape)} vs {tuple(v.shape)}"
-           for k, v in dst_vars.items() if k in src_vars and tuple(src_vars[k].shape) != tuple(v.shape)]
+           for k, v in dst_vars.items()
+           if k in src_vars and tuple(src_vars[k].shape) != tuple(v.shape)]
     if bad:
         raise ValueError(f"{len(bad)} weight(s) differ in shape, first: {bad[:5]}")
     for k, v in dst_vars.items():
@@ -380,9 +381,12 @@ def _run(cfg, strategy, chief, model_dir, ckpt_dir, existing, source, GB, crop, 
         x, y = next(it)
         loss, terms, norm = strategy.run(replica_step, args=(x, y))
         step.assign_add(1)
-        total = lambda v: strategy.reduce("sum", v, axis=None)
-        return total(loss), {k: total(v) for k, v in terms.items()}, \
-            strategy.reduce("mean", norm, axis=None)
+
+        def total(v):
+            return strategy.reduce("sum", v, axis=None)
+
+        return (total(loss), {k: total(v) for k, v in terms.items()},
+                strategy.reduce("mean", norm, axis=None))
 
     writer = tf.summary.create_file_writer(str(model_dir / "tensorboard")) if chief \
         else tf.summary.create_noop_writer()
@@ -391,7 +395,8 @@ def _run(cfg, strategy, chief, model_dir, ckpt_dir, existing, source, GB, crop, 
     bar = _Progress(progress and chief, start, cfg["steps"], GB)
     last = {"loss": float("nan")}
     try:
-        with writer.as_default(), (open(log_path, "a") if chief else contextlib.nullcontext()) as jl:
+        log_file = open(log_path, "a") if chief else contextlib.nullcontext()
+        with writer.as_default(), log_file as jl:
             for s in range(start + 1, cfg["steps"] + 1):
                 lr = float(optimizer.learning_rate)  # the rate this step uses
                 t0 = time.perf_counter()
@@ -483,8 +488,8 @@ class _Evaluator:
             ssim += float(self.strategy.reduce("sum", q, axis=None))
             n += float(self.strategy.reduce("sum", c, axis=None))
             if shown is None:
-                first = lambda v: self.strategy.experimental_local_results(v)[0]
-                shown = tf.concat([first(x), first(out), first(y)], axis=2)
+                local = self.strategy.experimental_local_results
+                shown = tf.concat([local(x)[0], local(out)[0], local(y)[0]], axis=2)
         if n:
             tf.summary.scalar(f"{self.tag}/psnr", psnr / n, step=s)
             tf.summary.scalar(f"{self.tag}/ssim", ssim / n, step=s)
