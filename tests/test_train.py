@@ -207,18 +207,20 @@ def test_kill_and_resume_reproduces_the_trajectory(tmp_path):
     ref = losses_by_step(tmp_path / "ref")
 
     run_dir = tmp_path / "run"
-    p = subprocess.Popen(train_cmd(config, run_dir), cwd=REPO, env=env(),
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # Slowed down (not changed numerically) so the kill lands mid-run.
+    err_path = tmp_path / "killed.err"
+    with open(err_path, "w") as err:  # a file, not a pipe: a full pipe would block the run
+        p = subprocess.Popen(train_cmd(config, run_dir, "--set", "debug.step_delay=0.5"),
+                             cwd=REPO, env=env(), stdout=subprocess.DEVNULL, stderr=err)
     log = run_dir / "train_log.jsonl"
     deadline = time.time() + 300
     while time.time() < deadline and p.poll() is None:
         if log.exists() and len(log.read_text().splitlines()) >= 3:
             break
         time.sleep(0.05)
-    assert p.poll() is None, f"run ended before it could be killed: {p.stderr.read()[-3000:]}"
+    assert p.poll() is None, f"run ended before it could be killed: {err_path.read_text()[-3000:]}"
     p.send_signal(signal.SIGKILL)
     p.wait()
-    p.stderr.close()
     done = max(losses_by_step(run_dir))
     assert done < steps
     # A kill *during* a save: files of the next checkpoint half-written, state file untouched.

@@ -429,6 +429,8 @@ def _run(cfg, strategy, chief, model_dir, ckpt_dir, existing, source, GB, crop, 
                         shutil.rmtree(ckpt_dir, ignore_errors=True)
                 if evaluator and (s % cfg["eval_every"] == 0 or s == cfg["steps"]):
                     evaluator.run(s)
+                if cfg["debug"].get("step_delay"):
+                    time.sleep(cfg["debug"]["step_delay"])
             writer.flush()
     finally:
         bar.close()
