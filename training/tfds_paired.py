@@ -122,7 +122,9 @@ def prepare(data_dir, manual_dir=None, name=None):
     if not re.fullmatch(r"[a-z0-9_]+", name):
         raise ValueError(f"Data set name must match [a-z0-9_]+. Received: name={name!r}")
     config = PairedImagesConfig(name=name, description=f"Paired images: {name}")
-    data_dir = str(pathlib.Path(data_dir).expanduser())
+    data_dir = str(data_dir)
+    if "://" not in data_dir:  # keep gs://... as is; pathlib would mangle it
+        data_dir = str(pathlib.Path(data_dir).expanduser())
     builder = PairedImages(config=config, data_dir=data_dir)
     if not builder.is_prepared():
         if not manual_dir:
