@@ -201,9 +201,10 @@ class TFLiteRunner:
         path: the ``.tflite`` file.
         num_threads: interpreter threads (None: LiteRT's default).
         use_xnnpack: apply LiteRT's default XNNPACK delegate. None (auto):
-            yes, except for a full-int8 model with dynamic H, W, on which the
-            XNNPACK delegate of LiteRT 2.3 aborts the process (double free)
-            at the first invoke; the builtin kernels run it correctly.
+            yes, except for a full-int8 model (one with QUANTIZE ops), on
+            which the XNNPACK delegate of ai-edge-litert 2.3 aborts the
+            process ("free(): double free") at the first invoke, fixed or
+            dynamic size; the builtin kernels run it correctly.
     """
 
     def __init__(self, path, num_threads=None, use_xnnpack=None):
@@ -216,8 +217,7 @@ class TFLiteRunner:
         self.interpreter = Interpreter(model_path=os.fspath(path), num_threads=num_threads)
         if use_xnnpack is None:
             ops = {op["op_name"] for op in self.interpreter._get_ops_details()}
-            dynamic = any(d < 0 for d in self.interpreter.get_input_details()[0]["shape_signature"])
-            use_xnnpack = not ("QUANTIZE" in ops and dynamic)
+            use_xnnpack = "QUANTIZE" not in ops
         if not use_xnnpack:
             self.interpreter = Interpreter(
                 model_path=os.fspath(path), num_threads=num_threads,

@@ -3,7 +3,7 @@ fixed-size TFLite model refusing another size."""
 
 import numpy as np
 import pytest
-from conftest import TINY_CONFIG
+from conftest import FIXTURES
 
 from maxim_tf.cli import main
 from maxim_tf.export import export_model
@@ -11,15 +11,12 @@ from maxim_tf.export import export_model
 
 @pytest.fixture(scope="module")
 def keras_file(tmp_path_factory):
-    import keras
+    # The official tiny single-stage checkpoint (natural output range, so int8 PSNR
+    # means something) converted to .keras.
+    from maxim_tf.conversion.checkpoint import convert_checkpoint
 
-    import maxim_tf
-
-    keras.utils.set_random_seed(0)
-    # Single stage, single scale: the tiny config with the fewest ops (fast to convert).
-    model = maxim_tf.MAXIM(**dict(TINY_CONFIG, num_stages=1, num_supervision_scales=1))
-    path = tmp_path_factory.mktemp("cli") / "tiny.keras"
-    model.save(path)
+    path = tmp_path_factory.mktemp("cli") / "tiny1s.keras"
+    convert_checkpoint(FIXTURES / "official" / "tiny1s_single_scale" / "checkpoint.npz", path)
     return path
 
 
@@ -62,27 +59,30 @@ def test_api_rejects_unknown_format_and_bad_options(keras_file, tmp_path):
         export_model(tmp_path / "none.keras", tmp_path / "x.onnx", "onnx")
 
 
-def test_cli_fixed_size_tflite_verified_then_other_size_refused(keras_file, tmp_path,
-                                                                       capsys):
+def test_cli_fixed_size_uint8_int8_tflite_verified_then_other_size_refused(keras_file, tmp_path,
+                                                                            capsys):
     from maxim_tf.export.tflite import TFLiteRunner
 
-    out = tmp_path / "tiny_fp32_64x48.tflite"
-    code = main(["export", str(keras_file), "-f", "tflite", "-q", "fp32", "--input-size", "64x48",
-                 "-o", str(out), "--verify"])
+    out = tmp_path / "tiny_int8_80x48.tflite"
+    code = main(["export", str(keras_file), "-f", "tflite", "-q", "int8", "--int8-io", "uint8",
+                 "--input-size", "80x48", "--num-calibration-images", "4", "-o", str(out),
+                 "--verify"])
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert f"Wrote {out}" in printed and "all passed" in printed
-    assert "tflite-fp32" in printed and "[1, 64, 48, 3]" in printed
+    assert "tflite-int8" in printed and "[1, 80, 48, 3]" in printed
     runner = TFLiteRunner(out)
-    assert runner.fixed_size == (64, 48) and runner.input_shape == (1, 64, 48, 3)
-    assert runner(np.full((1, 64, 48, 3), 0.5, np.float32)).shape == (1, 64, 48, 3)
-    with pytest.raises(ValueError, match=r"fixed-size TFLite model for input \[1, 64, 48, 3\]; "
-                                         r"received height 96 \(model takes 64\)"):
+    assert runner.input_details["dtype"] == np.uint8
+    assert runner.output_details["dtype"] == np.uint8
+    assert runner.fixed_size == (80, 48) and runner.input_shape == (1, 80, 48, 3)
+    assert runner(np.full((1, 80, 48, 3), 0.5, np.float32)).dtype == np.float32
+    with pytest.raises(ValueError, match=r"fixed-size TFLite model for input \[1, 80, 48, 3\]; "
+                                         r"received height 96 \(model takes 80\)"):
         runner(np.zeros((1, 96, 48, 3), np.float32))
     with pytest.raises(ValueError, match=r"batch 2 \(model takes 1\)"):
-        runner(np.zeros((2, 64, 48, 3), np.float32))
+        runner(np.zeros((2, 80, 48, 3), np.float32))
     with pytest.raises(ValueError, match=r"expects images of shape \[N, H, W, 3\]"):
-        runner(np.zeros((64, 48, 3), np.float32))
+        runner(np.zeros((80, 48, 3), np.float32))
 
 
 def test_cli_savedmodel_versions_and_refuses_to_overwrite(keras_file, tmp_path, capsys):
