@@ -31,7 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from maxim_tf.export import graph
-from maxim_tf.export.io import atomic_replace_dir
+from maxim_tf.export.io import atomic_replace_dir, current_umask
 
 DEFAULT_SIGNATURE = "serving_default"
 BYTES_SIGNATURE = "serving_bytes"
@@ -114,6 +114,7 @@ def export_savedmodel(model, base_dir, name="maxim", version=None, max_pixels=DE
         archive.write_out(os.fspath(tmp), verbose=False)
         if warmup:
             write_warmup(tmp / "assets.extra" / WARMUP_FILE, name, warmup_inputs(multiple))
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it 0700
         final = atomic_replace_dir(tmp, model_dir / str(version), overwrite=overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -19,6 +19,7 @@ from PIL import Image
 from maxim_tf.export import export_model, verify
 from maxim_tf.export import onnx as onnx_export
 from maxim_tf.export import savedmodel as sm
+from maxim_tf.export.io import current_umask
 from maxim_tf.export.tflite import TFLiteRunner, export_tflite_set
 
 MAX_PIXELS = 128 * 128
@@ -102,6 +103,8 @@ def test_savedmodel_layout_and_signatures(artifacts, tf1):
     assert (version_dir / "saved_model.pb").is_file()
     assert (version_dir / "assets.extra" / sm.WARMUP_FILE).is_file()
     assert not [p for p in version_dir.parent.iterdir() if p.name.startswith(".tmp")]
+    # Not mkdtemp's 0700: a serving user other than the exporter can read it.
+    assert version_dir.stat().st_mode & 0o777 == 0o777 & ~current_umask()
     sigs = tf1.signatures
     assert set(sigs) >= {"serving_default", "serving_bytes"}
     images = sigs["serving_default"].inputs["images"]
@@ -225,3 +228,115 @@ def test_onnx_check_rejects_a_nonstandard_node(artifacts):
     assert onnx_export.nonstandard_ops(proto) == ["ai.onnx.contrib:ScaleAndTranslate"]
     with pytest.raises(ValueError, match="non-standard ops.*ScaleAndTranslate"):
         onnx_export.check_standard_ops(proto)
+
+
+# --- examples/serving/client.py against stand-ins for TF Serving's REST and gRPC -----------
+# The stand-ins follow TF Serving's documented JSON mapping (row "instances" / columnar
+# "inputs", {"b64": ...} for strings, base64 for outputs named *_bytes) and run the
+# signature in the TF1 session, so the client's request shapes meet the real SavedModel.
+
+def _load_client():
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location(
+        "maxim_serving_client", REPO / "examples" / "serving" / "client.py")
+    client = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(client)
+    return client
+
+
+def _rest_predict(tf1, body):
+    import base64
+
+    def decode(value):
+        return base64.b64decode(value["b64"]) if isinstance(value, dict) else value
+
+    signature = body.get("signature_name", "serving_default")
+    if "instances" in body:
+        keys = body["instances"][0].keys()
+        inputs = {k: np.array([decode(row[k]) for row in body["instances"]],
+                              dtype=object if k.endswith("bytes") else np.float32) for k in keys}
+    else:
+        inputs = {k: np.asarray(v, np.float32) for k, v in body["inputs"].items()}
+    (name, value), = tf1.run(inputs, signature).items()
+    if name.endswith("_bytes"):
+        value = [{"b64": base64.b64encode(v).decode("ascii")} for v in value]
+    else:
+        value = value.tolist()
+    return {"predictions": value} if "instances" in body else {"outputs": value}
+
+
+@pytest.fixture(scope="module")
+def rest_server(tf1):
+    import http.server
+    import json
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            assert self.path == "/v1/models/tiny:predict", self.path
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            try:
+                status, reply = 200, _rest_predict(tf1, body)
+            except tf.errors.InvalidArgumentError as err:
+                status, reply = 400, {"error": err.message}
+            data = json.dumps(reply).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+
+
+def test_rest_client_bytes_and_float(model, rest_server):
+    client = _load_client()
+    image = verify.sample_images([(70, 90)], seed=9)[0]
+    png = client.predict_rest_bytes(_encode(image[0], "PNG"), port=rest_server, model="tiny")
+    got = np.asarray(Image.open(io.BytesIO(png))).astype(int)
+    expected = _to_uint8(verify.keras_reference(model, image))[0].astype(int)
+    assert np.max(np.abs(got - expected)) <= 1
+    restored = client.predict_rest_float(image, port=rest_server, model="tiny")
+    assert np.max(np.abs(restored - verify.keras_reference(model, image))) <= 1e-4
+    with pytest.raises(RuntimeError, match="400.*Image too large"):
+        client.predict_rest_float(np.zeros((1, 129, 128, 3), np.float32), port=rest_server,
+                                  model="tiny")
+
+
+def test_grpc_client_bytes(model, tf1):
+    from concurrent import futures
+
+    import grpc
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    class Servicer(prediction_service_pb2_grpc.PredictionServiceServicer):
+        def Predict(self, request, context):  # noqa: N802
+            assert request.model_spec.name == "tiny"
+            inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+            out = tf1.run(inputs, request.model_spec.signature_name)
+            response = predict_pb2.PredictResponse()
+            for key, value in out.items():
+                response.outputs[key].CopyFrom(tf.make_tensor_proto(value))
+            return response
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Servicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        image = verify.sample_images([(50, 66)], seed=11)[0]
+        png = _load_client().predict_grpc_bytes(_encode(image[0], "PNG"), port=port, model="tiny")
+    finally:
+        server.stop(None)
+    got = np.asarray(Image.open(io.BytesIO(png))).astype(int)
+    expected = _to_uint8(verify.keras_reference(model, image))[0].astype(int)
+    assert np.max(np.abs(got - expected)) <= 1
