@@ -232,24 +232,32 @@ def _beta(seed, alpha):
 class Source:
     """Examples of a training source: a deterministic record stream + a decoder.
 
-    Attributes:
-        num_examples: examples per epoch (None if unknown).
+    Args:
+        records: tuple of 1-D tensors (paths or encoded files) indexed by example,
+            or None when ``dataset`` is given.
+        load_fn: ``(record, seed) -> (input, target)`` float32 HWC images in [0, 1].
+        num_examples: examples per epoch.
         description: one line for logs.
+        dataset: a finite ``tf.data`` dataset of records (TFDS), read in order and
+            shuffled with a seeded buffer instead of indexed.
+        degradations: validated specs applied to the target crop to make the input
+            (synthetic sources).
     """
 
-    def __init__(self, records, load_fn, num_examples, description, random_access=True):
-        self._records = records  # tuple of tensors indexable by example id
-        self._load = load_fn      # (record, seed) -> (input, target) float32 HWC
-        self._tfds_dataset = None
+    def __init__(self, records, load_fn, num_examples, description, dataset=None,
+                 degradations=None):
+        self._records = records
+        self._load = load_fn
+        self._dataset = dataset
         self.num_examples = num_examples
         self.description = description
-        self.random_access = random_access
+        self.degradations = degradations
 
     def stream(self, seed, start):
         """(record, counter) stream from counter ``start``, epochs in seeded order."""
         n = self.num_examples
-        if self._tfds_dataset is not None:
-            ds = self._tfds_dataset.repeat().shuffle(
+        if self._dataset is not None:
+            ds = self._dataset.repeat().shuffle(
                 min(n, 10_000), seed=seed, reshuffle_each_iteration=True)
             return tf.data.Dataset.zip(ds, tf.data.Dataset.counter()).skip(start)
         records = self._records
@@ -314,8 +322,8 @@ def synthetic_source(folder, degradations, cache=False):
         return clean, clean  # degraded after cropping (cheaper); see make_example
 
     src = Source((_records(paths, cache),), load, len(paths),
-                 f"{len(paths)} clean photos from {folder} + {len(specs)} degradation(s)")
-    src.degradations = specs
+                 f"{len(paths)} clean photos from {folder} + {len(specs)} degradation(s)",
+                 degradations=specs)
     return src
 
 
@@ -337,9 +345,7 @@ def tfds_source(data_dir, manual_dir=None, split="train", name=None):
     def load(record, seed):
         return _decode(record[0]), _decode(record[1])
 
-    src = Source(None, load, n, f"{n} pairs from TFDS {builder.name} [{split}]",
-                 random_access=False)
-    src._tfds_dataset = ds
+    src = Source(None, load, n, f"{n} pairs from TFDS {builder.name} [{split}]", dataset=ds)
     return src
 
 
@@ -395,9 +401,8 @@ def make_example(source, record, counter, seed, crop_size, augment):
     if augment.get("flips", True) or augment.get("rot90", True):
         inp, tgt = flip_rotate_pair([inp, tgt], s[2], augment.get("flips", True),
                                     augment.get("rot90", True))
-    degradations = getattr(source, "degradations", None)
-    if degradations:
-        inp = degrade_lib.degrade(tgt, degradations, s[3])
+    if source.degradations:
+        inp = degrade_lib.degrade(tgt, source.degradations, s[3])
     return inp, tgt, counter
 
 
@@ -473,9 +478,8 @@ def eval_dataset(source, *, crop_size, seed, count, batch_size=1, cache=True):
             tf.stack([tf.constant(seed, tf.int64), c]), 2)
         inp, tgt = source.load(rec, s[0])
         inp, tgt = center_crop_pair([inp, tgt], crop_size)
-        degradations = getattr(source, "degradations", None)
-        if degradations:
-            inp = degrade_lib.degrade(tgt, degradations, s[1])
+        if source.degradations:
+            inp = degrade_lib.degrade(tgt, source.degradations, s[1])
         return inp, tgt
 
     ds = ds.map(example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
