@@ -284,3 +284,19 @@ def test_fine_tuning_starts_from_a_keras_model(tmp_path):
     proc = run(train_cmd(bad, tmp_path / "bad"))
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "different MAXIM config" in proc.stderr and "features: model 8 vs config 16" in proc.stderr
+
+
+@pytest.mark.slow
+def test_mixed_float16_with_clipping_on_two_replicas(tmp_path):
+    """Loss scaling (dynamic, may skip first steps), global-norm clipping and Mirrored together."""
+    config = write_config(tmp_path, steps=4, eval_every=2, eval_images=2,
+                          mixed_precision="mixed_float16", optimizer={"clip_global_norm": 1.0})
+    proc = run(train_cmd(config, tmp_path / "run", "--strategy", "mirrored", "--cpu-replicas", "2"))
+    assert_ok(proc)
+    losses = losses_by_step(tmp_path / "run")
+    assert sorted(losses) == [1, 2, 3, 4] and all(np.isfinite(list(losses.values())))
+    code = ("import keras, maxim_tf, numpy as np; "
+            f"m = keras.saving.load_model({str(tmp_path / 'run' / 'model.keras')!r}); "
+            "print(m.dtype_policy.name, all(w.dtype == np.float32 for w in m.get_weights()))")
+    check = subprocess.run([sys.executable, "-c", code], env=env(), capture_output=True, text=True)
+    assert check.stdout.split()[-2:] == ["float32", "True"], check.stderr[-2000:]
