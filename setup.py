@@ -32,6 +32,14 @@ setup(
     extras_require={
         "cpu": [f"tensorflow-cpu=={TF}"],
         "gpu": [f"tensorflow[and-cuda]=={TF}"],
+        # TF Serving warm-up records also need tensorflow-serving-api, which
+        # requires the `tensorflow` distribution by name (it would pull the GPU
+        # build next to tensorflow-cpu): install it with --no-deps, as
+        # scripts/_env.sh does.
+        "export": ["ai-edge-litert>=2.3", "tf2onnx>=1.17", "onnx>=1.17", "onnxruntime>=1.20",
+                   "grpcio>=1.60"],
+        "train": ["tensorflow-datasets>=4.9.10", f"tensorboard=={TF}"],
+        "bench": ["matplotlib>=3.8"],
         "test": ["pytest>=8"],
     },
     entry_points={"console_scripts": ["maxim-tf=maxim_tf.cli:main"]},

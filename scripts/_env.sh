@@ -12,4 +12,9 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -U "pip>=24" "setuptools>=70" wheel
 echo "[maxim-tf] installing maxim-tf[$EXTRAS] (tensorflow-cpu; for GPUs use the [gpu] extra)"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$EXTRAS]"
+case ",$EXTRAS," in
+  *,export,*)
+    # Its only missing requirement is the `tensorflow` name, provided here by tensorflow-cpu.
+    .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps "tensorflow-serving-api==2.21.*" ;;
+esac
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
