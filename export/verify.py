@@ -25,14 +25,16 @@ TOLERANCES = {
     "onnx": 1e-4,
 }
 # Min PSNR (dB, peak 1.0) of quantized TFLite output against the float Keras
-# output on smooth natural-like images. Measured: full int8 37.4-37.5 dB on the
-# official-init tiny fixture model (tiny1s, calibrated on 4 synthetic
-# patches); see the export note for S-2-sized numbers. 30 dB keeps a 7 dB
-# margin for other weights and calibration sets, while a broken quantization
-# (wrong scale, an op left in a wrong range) lands far below 20 dB.
+# output on smooth natural-like images, calibrated on synthetic patches.
+# Measured: full int8 37.5 dB on the official-init tiny fixture model (tiny1s)
+# and 29.0 dB on an S-2-sized model (official init, conv kernels halved so the
+# outputs have a trained model's range); dynamic-range int8 35.3 dB on S-2.
+# The thresholds sit ~4-5 dB under the worst measurement (other weights and
+# calibration sets vary) and far above a failed quantization (the unscaled
+# S-2, whose activations overflow the calibrated ranges, gave -18 dB).
 MIN_PSNR = {
     "tflite-dynamic": 30.0,
-    "tflite-int8": 30.0,
+    "tflite-int8": 25.0,
 }
 
 
