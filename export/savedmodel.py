@@ -102,8 +102,10 @@ def export_savedmodel(model, base_dir, name="maxim", version=None, max_pixels=DE
                         fn_output_signature=tf.TensorSpec([], tf.string))
         return {BYTES_OUTPUT_NAME: png}
 
+    # No archive.track(model): the endpoints already capture every variable, and
+    # tracking the model as well stores each weight twice (Keras 3.15 saves both
+    # `variables` and `_all_variables`), doubling the SavedModel.
     archive = keras.export.ExportArchive()
-    archive.track(model)
     archive.add_endpoint(DEFAULT_SIGNATURE, restore, input_signature=[
         tf.TensorSpec([None, None, None, 3], tf.float32, name=INPUT_NAME)])
     archive.add_endpoint(BYTES_SIGNATURE, restore_bytes, input_signature=[
