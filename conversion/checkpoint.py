@@ -12,10 +12,11 @@ import json
 import math
 import os
 import re
-import tempfile
 import zipfile
 
 import numpy as np
+
+from maxim_tf import fileio
 
 PARAM_PREFIX = "opt/target/"
 OPTIMIZER_PREFIX = "opt/state/"
@@ -282,15 +283,8 @@ def save_atomic(model, output):
     directory = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(directory):
         raise ConversionError(f"output directory does not exist: {directory}")
-    fd, tmp = tempfile.mkstemp(suffix=".keras", prefix=".tmp-", dir=directory)
-    os.close(fd)
-    try:
+    with fileio.atomic_path(output, suffix=".keras") as tmp:
         model.save(tmp)
-        os.replace(tmp, output)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return output
 
 

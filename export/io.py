@@ -3,35 +3,21 @@
 import os
 import pathlib
 import shutil
-import tempfile
 
 import numpy as np
+
+from maxim_tf import fileio
+from maxim_tf.fileio import current_umask  # noqa: F401  (used by the exporters)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 def atomic_write_bytes(path, data):
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    """Write ``data`` to ``path`` (parent folders created) through a temp file and a rename."""
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    fileio.atomic_write_bytes(path, data)
     return path
-
-
-def current_umask():
-    """The process umask (read by setting and restoring it)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def atomic_replace_dir(tmp_dir, final_dir, overwrite=False):

@@ -23,6 +23,8 @@ import time
 
 import numpy as np
 
+from maxim_tf import fileio
+
 RUNTIMES = ("keras-graph", "keras-xla", "savedmodel", "tflite-fp32", "tflite-fp16",
             "tflite-int8", "onnx")
 EXPORTED = {"savedmodel": "savedmodel", "tflite-fp32": "tflite", "tflite-fp16": "tflite",
@@ -300,10 +302,9 @@ def plot(rows, path):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    tmp = pathlib.Path(path).with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with fileio.atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

@@ -20,10 +20,11 @@ file in the destination folder, which then replaces the target with
 import contextlib
 import dataclasses
 import os
-import tempfile
 
 import numpy as np
 from PIL import Image
+
+from maxim_tf import fileio
 
 DEFAULT_MAX_PIXELS = 100_000_000
 JPEG_QUALITY = 95
@@ -288,12 +289,6 @@ def _encode(array, fmt, quality, icc_profile):
     return buffer.getvalue()
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def atomic_write_bytes(path, data):
     """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``.
 
@@ -305,21 +300,10 @@ def atomic_write_bytes(path, data):
         ImageWriteError: the folder is missing or not writable, or the write failed;
             no partial file is left behind.
     """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        fileio.atomic_write_bytes(path, data)
     except OSError as e:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-        raise ImageWriteError(path, f"cannot write ({e.strerror or e})") from None
+        raise ImageWriteError(os.fspath(path), f"cannot write ({e.strerror or e})") from None
 
 
 def write_image(path, pixels, alpha=None, format=None, quality=JPEG_QUALITY, icc_profile=None):

@@ -10,7 +10,6 @@ Numerics follow Flax: LayerNorm epsilon 1e-6, tanh-approximated GELU.
 """
 
 import keras
-import tensorflow as tf
 from keras import ops
 
 from maxim_tf import ops as mops

@@ -5,7 +5,7 @@ import numpy as np
 
 from maxim_tf import layers as L
 from maxim_tf import ops as mops
-from maxim_tf.presets import DEFAULT_CONFIG, variant_config
+from maxim_tf.presets import variant_config
 
 _TUPLE_KEYS = ("block_size_hr", "block_size_lr", "grid_size_hr", "grid_size_lr")
 

@@ -28,7 +28,6 @@ import os
 import pathlib
 import shutil
 import sys
-import tempfile
 import time
 
 import keras
@@ -36,6 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 import maxim_tf
+from maxim_tf import fileio
 from maxim_tf.training import config as config_lib
 from maxim_tf.training import data as data_lib
 from maxim_tf.training import losses
@@ -190,14 +190,8 @@ def export_keras(model_config, model, path):
         missing, _ = copy_weights(model, artifact)
         if missing:
             raise ValueError(f"Trained model lacks weights the artifact needs: {missing[:5]}")
-        fd, tmp = tempfile.mkstemp(suffix=".keras", prefix=f".{path.stem}.", dir=path.parent)
-        os.close(fd)
-        try:
+        with fileio.atomic_path(path, suffix=".keras") as tmp:
             artifact.save(tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
     finally:
         keras.mixed_precision.set_global_policy(previous)
     return path
