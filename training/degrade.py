@@ -19,6 +19,10 @@ Types and parameters (images are float32 HWC in [0, 1]):
 * ``defocus_blur``: disk of ``radius`` pixels (antialiased edge).
 * ``motion_blur``: line of ``length`` pixels at ``angle`` degrees.
 * ``jpeg``: JPEG re-encoding at integer ``quality`` (1..100).
+* ``quantize``: clip to [0, 1] and round to ``levels`` (default 256: 8-bit
+  files, as users' noisy photos are stored).
+* ``one_of``: apply exactly one of ``options`` (a list of specs), chosen
+  uniformly, e.g. Gaussian *or* defocus blur.
 """
 
 import math
@@ -32,8 +36,11 @@ _PARAMS = {
     "defocus_blur": ("radius",),
     "motion_blur": ("length", "angle"),
     "jpeg": ("quality",),
+    "quantize": (),
+    "one_of": (),
 }
 _DEFAULT_RANGES = {"angle": [0.0, 180.0]}
+_EXTRA_KEYS = {"quantize": {"levels"}, "one_of": {"options"}}
 
 
 def validate(specs):
@@ -50,6 +57,21 @@ def validate(specs):
         norm = {"type": kind, "p": float(spec.get("p", 1.0))}
         if not 0.0 <= norm["p"] <= 1.0:
             raise ValueError(f"degradations[{i}]: p must be in [0, 1]. Received: p={norm['p']}")
+        if kind == "quantize":
+            levels = spec.get("levels", 256)
+            if not isinstance(levels, int) or isinstance(levels, bool) or levels < 2:
+                raise ValueError(f"degradations[{i}] (quantize): levels must be an integer "
+                                 f">= 2. Received: levels={levels!r}")
+            norm["levels"] = levels
+        if kind == "one_of":
+            options = spec.get("options")
+            if not isinstance(options, (list, tuple)) or not options:
+                raise ValueError(f"degradations[{i}] (one_of): options must be a non-empty "
+                                 f"list of specs. Received: {options!r}")
+            try:
+                norm["options"] = validate(options)
+            except ValueError as e:
+                raise ValueError(f"degradations[{i}] (one_of): {e}") from None
         for name in _PARAMS[kind]:
             rng = spec.get(name, _DEFAULT_RANGES.get(name))
             if isinstance(rng, (int, float)):
@@ -68,7 +90,7 @@ def validate(specs):
             if norm[key][0] <= 0:
                 raise ValueError(f"degradations[{i}] ({kind}): {key} must be > 0. "
                                  f"Received: {norm[key]}")
-        unknown = set(spec) - {"type", "p", *_PARAMS[kind]}
+        unknown = set(spec) - {"type", "p", *_PARAMS[kind], *_EXTRA_KEYS.get(kind, ())}
         if unknown:
             raise ValueError(f"degradations[{i}] ({kind}): unknown keys {sorted(unknown)}.")
         out.append(norm)
@@ -149,19 +171,28 @@ def _apply_one(image, spec, seed):
         else:
             out = tf.image.stateless_random_jpeg_quality(image, lo, hi + 1, seeds[0])
         return tf.reshape(out, tf.shape(image))
+    if kind == "quantize":
+        scale = float(spec["levels"] - 1)
+        return tf.round(tf.clip_by_value(image, 0.0, 1.0) * scale) / scale
+    if kind == "one_of":
+        options = spec["options"]
+        pick = tf.random.stateless_uniform([], seeds[0], 0, len(options), dtype=tf.int32)
+        branches = [lambda o=o: degrade(image, [o], seeds[1], clip=False) for o in options]
+        return tf.switch_case(pick, branches)
     raise ValueError(f"Unknown degradation type {kind!r}")
 
 
-def degrade(image, specs, seed):
+def degrade(image, specs, seed, clip=True):
     """Apply a validated list of degradation specs to one float32 HWC image in [0, 1].
 
     Args:
         image: float32 [H, W, 3] in [0, 1].
         specs: list from :func:`validate`.
         seed: int32/int64 [2] stateless seed.
+        clip: clip the result to [0, 1] (default).
 
     Returns:
-        The degraded image, float32 [H, W, 3], clipped to [0, 1].
+        The degraded image, float32 [H, W, 3].
     """
     image = tf.convert_to_tensor(image, tf.float32)
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), len(specs) * 2)
@@ -173,4 +204,4 @@ def degrade(image, specs, seed):
             take = tf.random.stateless_uniform([], coin_seed) < spec["p"]
             image = tf.cond(take, lambda s=spec, o=op_seed, x=image: _apply_one(x, s, o),
                             lambda x=image: x)
-    return tf.clip_by_value(image, 0.0, 1.0)
+    return tf.clip_by_value(image, 0.0, 1.0) if clip else image
