@@ -3,6 +3,7 @@ determinism are process-wide). A tiny 1-stage, 2-scale MAXIM keeps each run shor
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -300,3 +301,19 @@ def test_mixed_float16_with_clipping_on_two_replicas(tmp_path):
             "print(m.dtype_policy.name, all(w.dtype == np.float32 for w in m.get_weights()))")
     check = subprocess.run([sys.executable, "-c", code], env=env(), capture_output=True, text=True)
     assert check.stdout.split()[-2:] == ["float32", "True"], check.stderr[-2000:]
+
+
+def test_single_output_model_trains_and_evaluates(tmp_path):
+    # One stage x one scale: the model returns a tensor, not a list (the evaluator
+    # once took its batch element for the image and crashed at the first eval).
+    config = write_config(
+        tmp_path, steps=2, eval_every=2, eval_images=2, augment={"mixup": 0.0},
+        model=dict(MODEL, num_stages=1, num_supervision_scales=1),
+        data={"source": "synthetic", "folder": str(make_photos(tmp_path / "photos")),
+              "val_folder": str(make_photos(tmp_path / "val", 2)),
+              "degradations": [{"type": "gaussian_noise", "sigma": [0, 50]},
+                               {"type": "quantize"}]})
+    proc = run(train_cmd(config, tmp_path / "run"))
+    assert_ok(proc)
+    assert re.search(r"step 2: \w+ PSNR [0-9.]+ dB, SSIM [0-9.]+ over 2 images",
+                     proc.stdout + proc.stderr), proc.stderr[-3000:]

@@ -464,7 +464,10 @@ class _Evaluator:
         self.strategy, self.model = strategy, model
 
         def replica_eval(x, y):
-            out = tf.clip_by_value(tf.cast(model(x, training=False)[-1], tf.float32), 0.0, 1.0)
+            out = model(x, training=False)
+            if isinstance(out, (list, tuple)):  # all stage x scale outputs: the last is the image
+                out = out[-1]
+            out = tf.clip_by_value(tf.cast(out, tf.float32), 0.0, 1.0)
             return (tf.reduce_sum(tf.image.psnr(out, y, 1.0)),
                     tf.reduce_sum(tf.image.ssim(out, y, 1.0)),
                     tf.cast(tf.shape(x)[0], tf.float32), out)
