@@ -92,3 +92,20 @@ def test_learning_rate_schedule_is_cosine_from_2e4_to_1e7():
     w = learning_rate_schedule({**opt, "warmup_steps": 100}, 1000)
     assert float(w(50)) == pytest.approx(1e-4) and float(w(100)) == pytest.approx(2e-4)
     assert float(w(1000)) == pytest.approx(1e-7, rel=1e-3)
+
+
+def test_zero_init_output_makes_the_model_start_as_the_identity(rng):
+    import numpy as np
+
+    import maxim_tf
+    from conftest import TINY_CONFIG
+    from maxim_tf.training.trainer import zero_output_convs
+
+    model = maxim_tf.MAXIM(**TINY_CONFIG, return_all_outputs=True)
+    x = rng.uniform(0, 1, (1, 32, 64, 3)).astype("float32")
+    assert np.abs(model(x)[-1].numpy() - x).max() > 0.1  # the official init is far from it
+    names = zero_output_convs(model)
+    assert sorted(names) == [f"stage_1_output_conv_{i}" for i in range(3)]
+    np.testing.assert_allclose(model(x)[-1].numpy(), x, atol=1e-6)
+    assert C.load_config({"model_dir": "/tmp/x", "data": {"source": "synthetic"},
+                          "variant": "S-1", "zero_init_output": True})["zero_init_output"] is True

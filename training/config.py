@@ -40,6 +40,7 @@ DEFAULTS = {
     "model_dir": None,            # checkpoints, TensorBoard logs, train_log.jsonl
     "export": None,               # final .keras path (default: <model_dir>/model.keras)
     "init_from": None,            # .keras to fine-tune from (e.g. a converted official checkpoint)
+    "zero_init_output": False,    # start as the identity (zero output convs): faster from scratch
     "checkpoint_every": 1000,
     "keep_checkpoints": 3,
     "log_every": 50,              # TensorBoard scalars

@@ -297,6 +297,25 @@ def train(config, resume=False, progress=True, export_only=False):
                           ignore_errors=True)
 
 
+def zero_output_convs(model):
+    """Zero the last stage's output convs (kernel and bias); returns their names.
+
+    Each of them adds its output to the (resized) input image, so with zeros the
+    model starts as the identity and learns a residual, instead of starting from the
+    O(1-100) outputs of the official random initialisation.
+    """
+    last = model.maxim_config["num_stages"] - 1
+    names = []
+    for layer in model.layers:
+        if layer.name.startswith(f"stage_{last}_output_conv_"):
+            for v in layer.weights:
+                v.assign(tf.zeros_like(v))
+            names.append(layer.name)
+    if not names:
+        raise RuntimeError("zero_init_output: found no stage_*_output_conv_* layers")
+    return names
+
+
 def _run(cfg, strategy, chief, model_dir, ckpt_dir, existing, source, GB, crop, seed, progress,
          export_only):
     init_model = _load_init_model(cfg["init_from"]) if cfg["init_from"] else None
@@ -311,6 +330,10 @@ def _run(cfg, strategy, chief, model_dir, ckpt_dir, existing, source, GB, crop, 
         if crop % mh or crop % mw:
             raise config_lib.ConfigError(
                 f"crop_size={crop} must be a multiple of the model's size multiple {mh}x{mw}.")
+        if cfg["zero_init_output"] and init_model is None:
+            zeroed = zero_output_convs(model)
+            log.info("Zero-initialised the output convs %s: the model starts as the identity",
+                     zeroed)
         if init_model is not None:
             missing, _ = copy_weights(init_model, model)
             log.info("Initialised from %s%s", cfg["init_from"],
