@@ -10,8 +10,24 @@ from maxim_tf.training import data as D
 BUNDLED = ["deblur", "dehaze", "denoise", "denoise_synthetic", "derain", "enhance"]
 
 
+# The recipes of the models shipped in saved_models/ (small, CPU-trained).
+RECIPES = ["lomiri_deblur", "lomiri_denoise"]
+
+
+def test_shipped_model_recipes_are_valid():
+    import maxim_tf
+
+    for name in RECIPES:
+        cfg = C.load_config(name, ["model_dir=/tmp/never_written"])
+        assert cfg["task"] == name.split("_")[1] and cfg["variant"] is None
+        model = maxim_tf.MAXIM(**cfg["model"])
+        assert cfg["crop_size"] % model.size_multiple[0] == 0
+        assert cfg["zero_init_output"] and cfg["loss"]["frequency_weight"] == 0.0
+        assert cfg["data"]["degradations"][-1] == {"type": "quantize"}  # 8-bit inputs
+
+
 def test_every_task_has_a_valid_bundled_config():
-    assert sorted(p.stem for p in C.CONFIG_DIR.glob("*.json")) == BUNDLED
+    assert sorted(p.stem for p in C.CONFIG_DIR.glob("*.json")) == sorted(BUNDLED + RECIPES)
     import maxim_tf
     for name in BUNDLED:
         cfg = C.load_config(name, ["model_dir=/tmp/never_written"])
