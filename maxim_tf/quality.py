@@ -286,6 +286,11 @@ def markdown(results):
             vals = [e["methods"][m]["seconds"] for e in entries if "seconds" in e["methods"][m]]
             secs.append(f"{np.mean(vals):.2f} s" if vals else "—")
         lines.append("| s / image | " + " | ".join(secs) + " |")
+        for m in methods:
+            if m.startswith("ours (") and "ours" in methods:
+                d = [e["methods"][m]["psnr"] - e["methods"]["ours"]["psnr"] for e in entries]
+                lines += ["", f"`{m[6:-1]}`: PSNR {np.mean(d):+.2f} dB vs the Keras model on "
+                              f"average (worst case {min(d):+.2f} dB)."]
         if "BM3D" in methods and "ours" in methods:
             b = np.mean([e["methods"]["BM3D"]["seconds"] for e in entries])
             o = np.mean([e["methods"]["ours"]["seconds"] for e in entries])

@@ -10,7 +10,10 @@ After ``maxim-tf train`` has finished the two runs (see saved_models/*.md)::
    (``saved_models/<task>_fp32.tflite``, ``<task>_int8.tflite``), the int8 one
    calibrated on 32 *degraded* training crops (the activations the model sees),
 3. runs the quality benchmark on the held-out photos (``maxim-tf benchmark
-   --quality``) with both TFLite files scored next to the Keras model.
+   --quality``) with both TFLite files scored next to the Keras model,
+4. writes the model cards ``saved_models/<task>.md`` from the recipe
+   (``training/configs/lomiri_<task>.json``), the data manifest, the measured
+   tables and ``--notes <task>=FILE`` (training history, wall time; Markdown).
 """
 
 import argparse
@@ -54,6 +57,8 @@ def main(argv=None):
     p.add_argument("--quality-dir", default=str(REPO / "benchmarks" / "quality"))
     p.add_argument("--skip-copy", action="store_true", help="reuse the models already in --out")
     p.add_argument("--crop", type=int, default=512, help="quality benchmark crop (default 512)")
+    p.add_argument("--notes", nargs="*", default=[], metavar="TASK=FILE",
+                   help="Markdown with the training history of each model, for its card")
     args = p.parse_args(argv)
 
     import keras
@@ -83,11 +88,85 @@ def main(argv=None):
         for q, path in paths.items():
             print(f"  {q}: {path} ({path.stat().st_size / 2**20:.1f} MiB)", file=sys.stderr)
         extra[task] = [str(paths["fp32"]), str(paths["int8"])]
-    run_quality(pathlib.Path(args.data) / "val", args.quality_dir,
-                denoise=out / "denoise.keras", deblur=out / "deblur.keras", extra=extra,
-                crop=args.crop)
+    results = run_quality(pathlib.Path(args.data) / "val", args.quality_dir,
+                          denoise=out / "denoise.keras", deblur=out / "deblur.keras",
+                          extra=extra, crop=args.crop)
+    notes = dict(item.split("=", 1) for item in args.notes)
+    manifest = json.loads((pathlib.Path(args.data) / "manifest.json").read_text())
+    for task in TASKS:
+        text = pathlib.Path(notes[task]).read_text() if task in notes else ""
+        card = model_card(task, out / f"{task}.keras", results, manifest, text)
+        fileio.atomic_write_bytes(out / f"{task}.md", card.encode())
     print((pathlib.Path(args.quality_dir) / "quality.md").read_text())
     return 0
+
+
+def model_card(task, path, results, manifest, notes):
+    """The Markdown model card of a shipped model."""
+    import keras
+
+    from maxim_tf.quality import markdown
+    from maxim_tf.training.config import CONFIG_DIR
+
+    recipe = json.loads((CONFIG_DIR / f"lomiri_{task}.json").read_text())
+    model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    photos = manifest["photos"]
+    train = [p for p in photos if p["split"] == "train"]
+    val = [p for p in photos if p["split"] == "val"]
+    own = dict(results, summary=[e for e in results["summary"] if e["task"] == task])
+    what = {"denoise": "Blind colour Gaussian denoising (noise σ 0–50 on the 0–255 scale, "
+                       "clipped and quantised to 8 bits, as noisy files are stored).",
+            "deblur": "Defocus (disk) and Gaussian deblurring with mild noise (σ ≤ 5), "
+                      "8-bit inputs."}[task]
+    degr = json.dumps(recipe["data"]["degradations"])
+    tflite = {q: out_size(path.with_name(f"{task}_{q}.tflite")) for q in ("fp32", "int8")}
+    lines = [
+        f"# `{task}` — a small MAXIM trained on CPU", "",
+        what, "",
+        "| | |", "|---|---|",
+        f"| file | `saved_models/{task}.keras` ({out_size(path)}; loads in Keras safe mode) |",
+        f"| TFLite | `{task}_fp32.tflite` ({tflite['fp32']}), `{task}_int8.tflite` "
+        f"({tflite['int8']}, full int8, float I/O); any image size |",
+        f"| parameters | {model.count_params():,} |",
+        f"| input | float32 RGB in [0, 1], any H, W (padded to a multiple of "
+        f"{model.size_multiple[0]} by `maxim-tf restore` / `Restorer`) |",
+        f"| architecture | `MAXIM(**{json.dumps(recipe['model'])})` |",
+        f"| recipe | `training/configs/lomiri_{task}.json` |", "",
+        "## Use", "",
+        "```bash",
+        f"maxim-tf restore photo.jpg -o restored/{'' if task == 'denoise' else ' --model deblur'}",
+        "```", "",
+        "## Data", "",
+        f"Only the photographs of Debian's `lomiri-wallpapers-16.04` package "
+        f"(`apt-get download lomiri-wallpapers-16.04`, version 20.04.0-2; CC BY / CC BY-SA / CC0),"
+        f" {len(photos)} photos of 1365–5312 px, box-downscaled ×{manifest['scale']} "
+        f"(`python -m maxim_tf.training.photos`) to average away their JPEG artefacts and "
+        f"noise, so they can serve as clean targets. Training: {len(train)} photos cut into "
+        f"{sum(p['tiles'] for p in train)} tiles of {manifest['tile']}². **Validation "
+        f"(held out, never trained on)**: every {manifest['val_every']}th photo in name order: "
+        + ", ".join(f"`{p['file']}`" for p in val) + ". Degradations are synthesised on the "
+        f"fly: `{degr}`.", "",
+        "## Training", "",
+        f"`maxim-tf train --config lomiri_{task}` on one core of a 2-core x86-64 CPU: "
+        f"{recipe['steps']} steps of {recipe['global_batch_size']} random "
+        f"{recipe['crop_size']}² crops (flips, 90° rotations), Adam, learning rate "
+        f"{recipe['optimizer']['learning_rate']} with {recipe['optimizer']['warmup_steps']} "
+        f"warm-up steps and cosine decay to {recipe['optimizer']['end_learning_rate']}, "
+        f"gradient norm clipped at {recipe['optimizer']['clip_global_norm']}, Charbonnier loss "
+        f"(ε = {recipe['loss']['charbonnier_epsilon']}) without the paper's frequency term, "
+        "output convolution zero-initialised (the model starts as the identity).", "",
+        notes.strip(), "",
+        "## Validation", "",
+        "Measured by `maxim-tf benchmark --quality` (`scripts/ship_models.py`) on the held-out "
+        "photos; the `_fp32.tflite` / `_int8.tflite` columns are the TFLite files (LiteRT; "
+        "the int8 one without XNNPACK, see the README).", "",
+        markdown(own).replace("### ", "### Validation: "),
+    ]
+    return "\n".join(lines).replace("\n\n\n", "\n\n") + "\n"
+
+
+def out_size(path):
+    return f"{pathlib.Path(path).stat().st_size / 2**20:.1f} MiB"
 
 
 if __name__ == "__main__":
