@@ -193,3 +193,25 @@ def test_tfds_builder_builds_offline_and_yields_aligned_pairs(tmp_path, caplog):
     np.testing.assert_allclose(x, 1.0 - y, atol=1e-6)
     with pytest.raises(D.DataError, match="not prepared"):
         tfds_paired.prepare(tmp_path / "tfds", None, name="other")
+
+
+def test_detail_weighting_draws_textured_photos_more_often(tmp_path, rng):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    flat = np.full((32, 32, 3), 120, np.uint8)
+    for i in range(3):
+        Image.fromarray(flat + i).save(folder / f"flat{i}.png")
+    y, x = np.mgrid[0:32, 0:32]
+    Image.fromarray(np.stack([(x * 40 % 256)] * 3, -1).astype(np.uint8)).save(folder / "t.png")
+    Image.fromarray((flat + (x % 2)[..., None] * 2).astype(np.uint8)).save(folder / "weak.png")
+    paths = sorted(folder.iterdir())
+    repeats = dict(zip((p.stem for p in paths), D.detail_repeats(paths, 8)))
+    assert repeats["flat0"] == repeats["flat1"] == repeats["flat2"] == 1
+    assert repeats["t"] == 8  # capped
+    spec = {"source": "synthetic", "folder": str(folder), "detail_weighting": 8,
+            "degradations": [{"type": "quantize"}]}
+    assert D.make_source(spec).num_examples == sum(repeats.values())
+    assert D.make_source(dict(spec, detail_weighting=None)).num_examples == 5
+    assert D.make_source(dict(spec, val_folder=str(folder)), split="val").num_examples == 5
+    with pytest.raises(D.DataError, match="detail_weighting"):
+        D.make_source(dict(spec, detail_weighting=0.5))
