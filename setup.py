@@ -14,13 +14,19 @@ setup(
     python_requires=">=3.10",
     # The library lives in maxim_tf/; conversion/, export/ and training/ are its
     # subpackages maxim_tf.conversion, maxim_tf.export, maxim_tf.training.
-    packages=["maxim_tf", "maxim_tf.conversion", "maxim_tf.export", "maxim_tf.training"],
+    # The trained default models of saved_models/ ship inside the wheel as
+    # maxim_tf/saved_models/ (the .keras files and their model cards).
+    packages=["maxim_tf", "maxim_tf.conversion", "maxim_tf.export", "maxim_tf.training",
+              "maxim_tf.saved_models"],
     package_dir={
         "maxim_tf": "maxim_tf",
         "maxim_tf.conversion": "conversion",
         "maxim_tf.export": "export",
         "maxim_tf.training": "training",
+        "maxim_tf.saved_models": "saved_models",
     },
+    package_data={"maxim_tf.training": ["configs/*.json"],
+                  "maxim_tf.saved_models": ["*.keras", "*.md"]},
     # TensorFlow itself is an extra so that a CPU box installs the small
     # tensorflow-cpu wheel ([cpu]) and a GPU box gets tensorflow[and-cuda] ([gpu]).
     install_requires=[
@@ -39,7 +45,7 @@ setup(
         "export": ["ai-edge-litert>=2.3", "tf2onnx>=1.17", "onnx>=1.17", "onnxruntime>=1.20",
                    "grpcio>=1.60"],
         "train": ["tensorflow-datasets>=4.9.10", f"tensorboard=={TF}"],
-        "bench": ["matplotlib>=3.8"],
+        "bench": ["matplotlib>=3.8", "bm3d>=4.0"],
         "test": ["pytest>=8"],
     },
     entry_points={"console_scripts": ["maxim-tf=maxim_tf.cli:main"]},

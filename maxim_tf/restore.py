@@ -48,7 +48,12 @@ def model_dirs():
     dirs = []
     if os.environ.get(MODEL_DIR_ENV):
         dirs.append(pathlib.Path(os.environ[MODEL_DIR_ENV]))
-    dirs.append(pathlib.Path(__file__).resolve().parents[1] / "saved_models")
+    # A source checkout (or editable install) keeps them in <repo>/saved_models; a wheel
+    # installs the same files as the maxim_tf.saved_models package.
+    for d in (pathlib.Path(__file__).resolve().parents[1] / "saved_models",
+              pathlib.Path(__file__).resolve().parent / "saved_models"):
+        if d not in dirs:
+            dirs.append(d)
     return dirs
 
 

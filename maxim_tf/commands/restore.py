@@ -8,6 +8,8 @@ import time
 
 from maxim_tf import image_io
 
+DEFAULT_MODEL = "denoise"
+
 DESCRIPTION = """\
 Restore images of any size with a MAXIM model. Each image is padded as the
 official evaluation does (odd sides made even, reflect padding to the model's
@@ -19,9 +21,11 @@ status is 1 if any file failed, 2 on a usage error."""
 
 
 def add_model_arguments(parser, required=True,
-                        help="a .keras file, or a name from saved_models/ (or $MAXIM_TF_MODEL_DIR)"):
+                        help="a .keras file, or a name from saved_models/ (or $MAXIM_TF_MODEL_DIR)",
+                        default=None):
     """Add --model, --ensemble, --tile, --overlap, --batch-size, --max-pixels to ``parser``."""
-    parser.add_argument("--model", "-m", required=required, metavar="NAME|PATH", help=help)
+    parser.add_argument("--model", "-m", required=required, default=default, metavar="NAME|PATH",
+                        help=help)
     parser.add_argument("--ensemble", action="store_true",
                         help="geometric self-ensemble x8 (flips x 90-degree rotations; 8x slower)")
     parser.add_argument("--tile", type=int, default=0, metavar="N",
@@ -57,7 +61,11 @@ def register(subparsers):
     p.add_argument("--quality", type=int, default=image_io.JPEG_QUALITY,
                    help="JPEG quality (default: 95)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    add_model_arguments(p)
+    add_model_arguments(
+        p, required=False, default=DEFAULT_MODEL,
+        help="a .keras file, or a name from saved_models/ (or $MAXIM_TF_MODEL_DIR): "
+             "denoise (default; blind colour denoising, noise sigma 0-50), deblur "
+             "(defocus/Gaussian blur), or converted official checkpoints")
     p.set_defaults(func=run)
 
 
