@@ -14,6 +14,7 @@ import os
 
 import tensorflow as tf
 
+from maxim_tf import fused
 from maxim_tf.export import graph
 from maxim_tf.export.io import atomic_write_bytes
 
@@ -41,8 +42,9 @@ def export_onnx(model, path, opset=DEFAULT_OPSET):
         return {OUTPUT_NAME: graph.restore_any_size(model, images)}
 
     try:
-        proto, _ = tf2onnx.convert.from_function(restore, input_signature=restore.input_signature,
-                                                 opset=int(opset))
+        with fused.portable_graph():  # standard ONNX ops only
+            proto, _ = tf2onnx.convert.from_function(
+                restore, input_signature=restore.input_signature, opset=int(opset))
     except Exception as err:
         raise RuntimeError(f"tf2onnx could not convert the MAXIM graph (opset {opset}): {err}") \
             from err

@@ -1,7 +1,8 @@
 """MAXIM to TFLite (LiteRT): fp32, fp16, dynamic-range int8 and full int8.
 
-Every model is converted with builtin ops only (``TFLITE_BUILTINS``, or
-``TFLITE_BUILTINS_INT8`` for full int8), so an op that would need the Flex
+Every model is converted with builtin ops only (``TFLITE_BUILTINS``; an "int8"
+model is integer except for ``INT8_FLOAT_OPS``, the layer-norm statistics and GELU,
+which XNNPACK only runs in float), so an op that would need the Flex
 delegate makes the conversion fail loudly instead of producing a file a
 phone cannot run. The model carries one signature, ``restore``, with input
 ``images`` (float32 ``[N, H, W, 3]`` in [0, 1], or int8/uint8 for a full-int8
@@ -23,6 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from maxim_tf import fused
 from maxim_tf.export import graph
 from maxim_tf.export.io import atomic_write_bytes, load_images
 
@@ -31,6 +33,13 @@ INPUT_NAME = "images"
 OUTPUT_NAME = "restored"
 QUANTIZATIONS = ("fp32", "fp16", "dynamic", "int8")
 INT8_IO_TYPES = ("float32", "uint8", "int8")
+# Left in float32 in an "int8" model. XNNPACK (LiteRT's CPU delegate) has no int8 kernel for
+# them, so each one split the graph into a separate delegate partition (84 partitions at a
+# fixed 512x512, ~2x slower than fp32); in float the whole fixed-size model is one XNNPACK
+# partition and faster than fp32. The layer-norm statistics are also far more accurate in float.
+INT8_FLOAT_OPS = ("GELU", "SQUARED_DIFFERENCE", "RSQRT", "NEG", "MEAN")
+_QUANTIZED_CONTRACTIONS = {"CONV_2D": (0, 1, 2), "FULLY_CONNECTED": (0, 1, 2),
+                           "DEPTHWISE_CONV_2D": (0, 1, 2), "TRANSPOSE_CONV": (2, 1, 3)}
 
 
 def export_tflite(model, path, quantization="fp32", input_size=None, batch_size=None,
@@ -42,7 +51,9 @@ def export_tflite(model, path, quantization="fp32", input_size=None, batch_size=
         model: a Keras MAXIM (``maxim_tf.MAXIM`` or a loaded ``.keras``).
         path: output ``.tflite`` file (written atomically).
         quantization: "fp32", "fp16" (float16 weights), "dynamic" (int8
-            weights, float activations) or "int8" (full integer).
+            weights, float activations) or "int8" (int8 weights and
+            activations; with float32 I/O the ``INT8_FLOAT_OPS`` stay
+            float32, with uint8/int8 I/O every op is integer).
         input_size: None for a dynamic-size model (any N, H, W; resize with
             ``resize_tensor_input`` or let the signature runner do it), or
             ``(H, W)`` for a fixed-size model as mobile GPU/NNAPI delegates
@@ -103,10 +114,12 @@ def export_tflite_set(model, paths, input_size=None, batch_size=None, representa
         # 1000+ READ_VARIABLE ops and defeat quantization).
         archive = keras.export.ExportArchive()
         archive.track(model)
-        archive.add_endpoint(
-            SIGNATURE, lambda images: {OUTPUT_NAME: graph.restore_any_size(model, images)},
-            input_signature=[tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)])
-        archive.write_out(tmp, verbose=False)
+        # Builtin ops only: trace without the TF-runtime fusion patterns.
+        with fused.portable_graph():
+            archive.add_endpoint(
+                SIGNATURE, lambda images: {OUTPUT_NAME: graph.restore_any_size(model, images)},
+                input_signature=[tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)])
+            archive.write_out(tmp, verbose=False)
         for quantization, path in paths.items():
             samples = None
             if quantization == "int8":
@@ -130,20 +143,141 @@ def _convert(saved_model_dir, quantization, samples, int8_io):
         converter.target_spec.supported_types = [tf.float16]
     elif quantization == "dynamic":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif quantization == "int8" and int8_io == "float32":
+        # Calibrate, then quantize everything but INT8_FLOAT_OPS (still builtin ops only).
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ({INPUT_NAME: s} for s in samples)
+        converter._experimental_calibrate_only = True  # pylint: disable=protected-access
     elif quantization == "int8":
+        # Integer input/output: every op integer (the float ops of the mixed
+        # form would need float tensors in and out of the integer graph).
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.representative_dataset = lambda: ({INPUT_NAME: s} for s in samples)
-        if int8_io != "float32":
-            converter.inference_input_type = getattr(tf, int8_io)
-            converter.inference_output_type = getattr(tf, int8_io)
+        converter.inference_input_type = getattr(tf, int8_io)
+        converter.inference_output_type = getattr(tf, int8_io)
     try:
-        return converter.convert()
+        flatbuffer = converter.convert()
+        if quantization == "int8" and int8_io == "float32":
+            from tensorflow.lite.python import convert as tflite_convert
+
+            flatbuffer = tflite_convert.mlir_quantize(
+                flatbuffer, fully_quantize=False, denylisted_ops=list(INT8_FLOAT_OPS))
+        if quantization == "int8":
+            flatbuffer = xnnpack_safe(flatbuffer)
+        return flatbuffer
     except Exception as err:  # the converter raises ConverterError and friends
         raise RuntimeError(
             f"TFLite conversion ({quantization}, builtin ops only) failed. If the converter "
             f"names an op that is not a builtin TFLite op, that op must be rewritten in the "
             f"MAXIM graph. Converter said:\n{err}") from err
+
+
+def _model_ops(model):
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    subgraph = model.subgraphs[0]
+    for op in subgraph.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        yield names.get(max(code.builtinCode, code.deprecatedBuiltinCode)), op
+
+
+def _scales(tensor):
+    q = tensor.quantization
+    if q is None or q.scale is None or len(q.scale) == 0:
+        return None
+    return np.asarray(q.scale, np.float64)
+
+
+def _degenerate_contractions(model):
+    """(op, input scale * max filter scale, output tensor) of int8 CONV/FC ops whose
+    requantization scale is >= 128 (XNNPACK refuses >= 256)."""
+    tensors = model.subgraphs[0].tensors
+    for name, op in _model_ops(model):
+        if name not in _QUANTIZED_CONTRACTIONS:
+            continue
+        i_in, i_w, _ = _QUANTIZED_CONTRACTIONS[name]
+        out = tensors[op.outputs[0]]
+        s_in, s_w, s_out = (_scales(tensors[op.inputs[i_in]]), _scales(tensors[op.inputs[i_w]]),
+                            _scales(out))
+        if out.type != 9 or s_in is None or s_w is None or s_out is None:  # 9: INT8
+            continue
+        if s_in[0] * s_w.max() / s_out[0] >= 128:
+            yield op, s_in[0] * s_w.max(), out
+
+
+def xnnpack_safe(flatbuffer):
+    """Fix quantization parameters of an int8 ``.tflite`` that XNNPACK cannot take.
+
+    1. A CONV/FC whose output never left 0 in calibration (a ReLU that never fired)
+       gets a degenerate output scale (~1e-8), so its requantization scale exceeds the
+       256 XNNPACK allows. LiteRT's XNNPACK delegate (2.3 and the 2.4 nightlies) still
+       claims the op, fails to create the runtime and aborts the process with
+       "free(): double free detected in tcache 2". The output scale is raised to
+       input scale x filter scale (the int32 bias of consuming convolutions is rescaled
+       to match); the tensor's values are unchanged (they were all 0 in calibration).
+    2. A constant added to an int8 tensor at a scale < 2^-10 of the output's (the
+       layer-norm epsilon, 1e-6) makes XNNPACK reject the ADD and split the graph there.
+       The constant is requantized at 2^-9 x the output scale (each such op gets its own
+       copy); it still rounds to (almost) nothing, exactly as the int8 ADD computed it.
+    """
+    import copy
+
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+    subgraph = model.subgraphs[0]
+    tensors, buffers = subgraph.tensors, model.buffers
+    ops = list(_model_ops(model))
+    for op, new_scale, out in list(_degenerate_contractions(model)):
+        ratio = _scales(out)[0] / new_scale
+        out.quantization.scale = np.array([new_scale], np.float32)
+        for name, consumer in ops:
+            spec = _QUANTIZED_CONTRACTIONS.get(name)
+            if spec and consumer.inputs[spec[0]] == op.outputs[0] \
+                    and len(consumer.inputs) > spec[2] and consumer.inputs[spec[2]] >= 0:
+                bias = tensors[consumer.inputs[spec[2]]]
+                values = np.frombuffer(bytes(buffers[bias.buffer].data), np.int32)
+                values = np.round(values.astype(np.float64) * ratio).astype(np.int32)
+                buffers[bias.buffer].data = np.frombuffer(values.tobytes(), np.uint8)
+                bias.quantization.scale = (_scales(bias) / ratio).astype(np.float32)
+    for name, op in ops:
+        if name not in ("ADD", "SUB"):
+            continue
+        s_out = _scales(tensors[op.outputs[0]])
+        if tensors[op.outputs[0]].type != 9 or s_out is None:
+            continue
+        for index in list(op.inputs):
+            const = tensors[index]
+            s_c = _scales(const)
+            if buffers[const.buffer].data is None or s_c is None or len(s_c) != 1 \
+                    or s_c[0] / s_out[0] >= 2.0 ** -10:
+                continue
+            q = np.frombuffer(bytes(buffers[const.buffer].data), np.int8).astype(np.float64)
+            real = (q - const.quantization.zeroPoint[0]) * s_c[0]
+            new_scale = s_out[0] * 2.0 ** -9
+            fixed = copy.deepcopy(const)
+            buffers.append(schema.BufferT())
+            buffers[-1].data = np.frombuffer(
+                np.clip(np.round(real / new_scale), -128, 127).astype(np.int8).tobytes(), np.uint8)
+            fixed.buffer = len(buffers) - 1
+            fixed.quantization.scale = np.array([new_scale], np.float32)
+            fixed.quantization.zeroPoint = np.array([0], np.int64)
+            tensors.append(fixed)
+            op.inputs = np.array([len(tensors) - 1 if i == index else i for i in op.inputs],
+                                 np.int32)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def xnnpack_compatible(path):
+    """False if the int8 model at ``path`` would abort LiteRT's XNNPACK delegate (see
+    :func:`xnnpack_safe`; models exported by this version are always compatible)."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(os.fspath(path))
+    return not any(True for _ in _degenerate_contractions(model))
 
 
 def calibration_samples(source, count, size, seed=0):
@@ -202,10 +336,10 @@ class TFLiteRunner:
         num_threads: interpreter threads (None: every core this process may use;
             LiteRT's own default runs XNNPACK on one thread, 2x slower here).
         use_xnnpack: apply LiteRT's default XNNPACK delegate. None (auto):
-            yes, except for a full-int8 model (one with QUANTIZE ops), on
-            which the XNNPACK delegate of ai-edge-litert 2.3 aborts the
-            process ("free(): double free") at the first invoke, fixed or
-            dynamic size; the builtin kernels run it correctly.
+            yes, except for an int8 model with a degenerate requantization
+            scale (see :func:`xnnpack_safe`), on which the XNNPACK delegate of
+            ai-edge-litert 2.3 aborts the process ("free(): double free") at
+            the first invoke; the builtin kernels run it correctly.
     """
 
     def __init__(self, path, num_threads=None, use_xnnpack=None):
@@ -222,7 +356,7 @@ class TFLiteRunner:
         self.interpreter = Interpreter(model_path=os.fspath(path), num_threads=num_threads)
         if use_xnnpack is None:
             ops = {op["op_name"] for op in self.interpreter._get_ops_details()}
-            use_xnnpack = "QUANTIZE" not in ops
+            use_xnnpack = "QUANTIZE" not in ops or xnnpack_compatible(path)
         if not use_xnnpack:
             self.interpreter = Interpreter(
                 model_path=os.fspath(path), num_threads=num_threads,

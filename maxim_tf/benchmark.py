@@ -129,7 +129,13 @@ def make_runner(runtime, model=None, artifact=None):
     if runtime in ("keras-graph", "keras-xla"):
         import tensorflow as tf
 
-        fn = tf.function(lambda t: model(t, training=False), jit_compile=runtime == "keras-xla")
+        if runtime == "keras-graph":
+            # As maxim_tf.Restorer runs it: one trace for every size (unknown
+            # N, H, W), which is also what lets Grappler fuse the layer norms.
+            fn = tf.function(lambda t: model(t, training=False), input_signature=[
+                tf.TensorSpec([None, None, None, 3], tf.float32)])
+        else:  # XLA compiles per input shape
+            fn = tf.function(lambda t: model(t, training=False), jit_compile=True)
         return lambda x: fn(tf.constant(x)).numpy()
     if runtime == "savedmodel":
         import tensorflow as tf

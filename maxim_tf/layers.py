@@ -12,6 +12,7 @@ Numerics follow Flax: LayerNorm epsilon 1e-6, tanh-approximated GELU.
 import keras
 from keras import ops
 
+from maxim_tf import fused
 from maxim_tf import ops as mops
 
 LN_EPS = 1e-6  # Flax nn.LayerNorm default (Keras defaults to 1e-3).
@@ -31,11 +32,6 @@ def _scaled(shape, factor, channels):
     def f(v):
         return None if v is None else int(v * factor)
     return (shape[0], f(shape[1]), f(shape[2]), channels)
-
-
-def gelu(x):
-    # Flax nn.gelu is the tanh approximation.
-    return ops.gelu(x, approximate=True)
 
 
 class _Block(keras.layers.Layer):
@@ -91,6 +87,29 @@ class _Block(keras.layers.Layer):
     def _dropout(self, name):
         return keras.layers.Dropout(self.dropout_rate, name=name, dtype=self.dtype_policy)
 
+    def _project(self, dense, dropout, x, residual, training):
+        """``residual + dropout(dense(x))``; without active dropout the add is
+        fused into the matmul."""
+        if training and self.dropout_rate > 0:
+            return dropout(fused.dense(dense, x), training=training) + residual
+        return fused.dense(dense, x, residual=residual)
+
+    def _project_concat(self, dense, dropout, u, v, residual, training):
+        """``residual + dropout(dense(concat([u, v])))`` as two matmuls (no
+        concatenated copy; the bias and residual ride on the first)."""
+        if training and self.dropout_rate > 0:
+            return dropout(fused.dense(dense, ops.concatenate([u, v], axis=-1)),
+                           training=training) + residual
+        h = u.shape[-1]
+        y = fused.dense(dense, v, rows=(h, h + v.shape[-1]), residual=residual)
+        return fused.dense(dense, u, rows=(0, h), residual=y, use_bias=False)
+
+    def _project_split(self, dense, x):
+        """``split(gelu(dense(x)), 2)`` as two fused matmuls (no split copy)."""
+        half = dense.units // 2
+        return (fused.dense(dense, x, "gelu", columns=(0, half)),
+                fused.dense(dense, x, "gelu", columns=(half, 2 * half)))
+
 
 class MlpBlock(_Block):
     """Dense -> GELU -> Dropout -> Dense over channels (RDCAB's channel mixing)."""
@@ -108,9 +127,9 @@ class MlpBlock(_Block):
         self.dense_1.build(input_shape[:-1] + (self.mlp_dim,))
 
     def call(self, x, training=None):
-        x = gelu(self.dense_0(x))
+        x = fused.dense(self.dense_0, x, "gelu")
         x = self.dropout(x, training=training)
-        return self.dense_1(x)
+        return fused.dense(self.dense_1, x)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -162,10 +181,9 @@ class RCAB(_Block):
         self.channel_attention.build(feat)
 
     def call(self, x):
-        y = self.layer_norm(x)
-        y = self.conv1(y)
-        y = ops.leaky_relu(y, negative_slope=self.lrelu_slope)
-        y = self.conv2(y)
+        y = fused.layer_norm(self.layer_norm, x)
+        y = fused.conv(self.conv1, y, "leaky_relu", self.lrelu_slope)
+        y = fused.conv(self.conv2, y)
         return self.channel_attention(y) + x
 
     def compute_output_shape(self, input_shape):
@@ -193,7 +211,7 @@ class RDCAB(_Block):
         self.channel_attention.build(input_shape)
 
     def call(self, x, training=None):
-        y = self.layer_norm(x)
+        y = fused.layer_norm(self.layer_norm, x)
         y = self.channel_mixing(y, training=training)
         y = self.channel_attention(y)
         return x + y
@@ -227,10 +245,13 @@ class GatingUnit(_Block):
 
     def call(self, x):
         u, v = ops.split(x, 2, axis=-1)
-        v = self.intermediate_layernorm(v)
-        mix = mops.mix_grid_axis if self.mode == "grid" else mops.mix_block_axis
-        v = mix(v, self.size, self.dense_0)
-        return u * (v + 1.0)
+        return self.gate(u, v)
+
+    def gate(self, u, v):
+        """``u * (mix(LayerNorm(v)) + 1)`` for the two halves given apart."""
+        v = fused.layer_norm(self.intermediate_layernorm, v)
+        # The "+ 1" rides on the Dense bias.
+        return u * fused.mix(self.dense_0, v, self.mode, self.size, bias_shift=1.0)
 
     def compute_output_shape(self, input_shape):
         return input_shape[:-1] + (input_shape[-1] // 2,)
@@ -268,12 +289,9 @@ class GmlpLayer(_Block):
     def call(self, x, training=None):
         # LayerNorm and the projections act per pixel, so they run on the
         # NHWC tensor; only the gating unit needs the blocked layout.
-        y = self.layer_norm(x)
-        y = gelu(self.in_project(y))
-        y = self.gating(y)
-        y = self.out_project(y)
-        y = self.dropout(y, training=training)
-        return x + y
+        y = fused.layer_norm(self.layer_norm, x)
+        y = self.gating.gate(*self._project_split(self.in_project, y))
+        return self._project(self.out_project, self.dropout, y, x, training)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -317,15 +335,11 @@ class MultiAxisGmlpBlock(_Block):
 
     def call(self, x, training=None):
         shortcut = x
-        x = self.layer_norm_in(x)
-        x = gelu(self.in_project(x))
-        u, v = ops.split(x, 2, axis=-1)
+        x = fused.layer_norm(self.layer_norm_in, x)
+        u, v = self._project_split(self.in_project, x)
         u = self.grid_gmlp(u, training=training)
         v = self.block_gmlp(v, training=training)
-        x = ops.concatenate([u, v], axis=-1)
-        x = self.out_project(x)
-        x = self.dropout(x, training=training)
-        return x + shortcut
+        return self._project_concat(self.out_project, self.dropout, u, v, shortcut, training)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -362,7 +376,7 @@ class BottleneckBlock(_Block):
             rdcab.build(feat)
 
     def call(self, x, training=None):
-        x = self.input_proj(x)
+        x = fused.conv(self.input_proj, x)
         shortcut_long = x
         for mab, rdcab in zip(self.mabs, self.rdcabs):
             x = mab(x, training=training)
@@ -403,13 +417,14 @@ class SpatialGatingWeights(_Block):
         self.out_project.build(input_shape[:-1] + (self.features * self.input_proj_factor,))
 
     def call(self, x, training=None):
-        x = self.layer_norm_in(x)
-        x = gelu(self.in_project(x))
-        u, v = ops.split(x, 2, axis=-1)
-        u = mops.mix_grid_axis(u, self.grid_size, self.dense_grid)
-        v = mops.mix_block_axis(v, self.block_size, self.dense_block)
-        x = ops.concatenate([u, v], axis=-1)
-        x = self.out_project(x)
+        x = fused.layer_norm(self.layer_norm_in, x)
+        u, v = self._project_split(self.in_project, x)
+        u = fused.mix(self.dense_grid, u, "grid", self.grid_size)
+        v = fused.mix(self.dense_block, v, "block", self.block_size)
+        # out_project(concat([u, v])) without the concatenated copy.
+        h = u.shape[-1]
+        x = fused.dense(self.out_project, v, rows=(h, h + v.shape[-1]))
+        x = fused.dense(self.out_project, u, rows=(0, h), residual=x, use_bias=False)
         return self.dropout(x, training=training)
 
     def compute_output_shape(self, input_shape):
@@ -464,20 +479,18 @@ class CrossGatingBlock(_Block):
     def call(self, x, y, training=None):
         if self.conv_up is not None:
             y = self.conv_up(y)
-        x = self.conv_x(x)
-        y = self.conv_y(y)
+        x = fused.conv(self.conv_x, x)
+        y = fused.conv(self.conv_y, y)
         shortcut_x, shortcut_y = x, y
 
-        x = gelu(self.in_project_x(self.layer_norm_x(x)))
+        x = fused.dense(self.in_project_x, fused.layer_norm(self.layer_norm_x, x), "gelu")
         gx = self.gating_x(x, training=training)
-        y = gelu(self.in_project_y(self.layer_norm_y(y)))
+        y = fused.dense(self.in_project_y, fused.layer_norm(self.layer_norm_y, y), "gelu")
         gy = self.gating_y(y, training=training)
 
-        y = self.out_project_y(y * gx)
-        y = self.dropout_y(y, training=training) + shortcut_y
-        x = self.out_project_x(x * gy)
-        x = self.dropout_x(x, training=training)
-        return x + y + shortcut_x, y
+        y = self._project(self.out_project_y, self.dropout_y, y * gx, shortcut_y, training)
+        x = self._project(self.out_project_x, self.dropout_x, x * gy, y + shortcut_x, training)
+        return x, y
 
     def compute_output_shape(self, x_shape, y_shape):
         out = x_shape[:-1] + (self.features,)
@@ -539,7 +552,7 @@ class UNetEncoderBlock(_Block):
         stage's encoder + decoder features, cross-gated with x."""
         if skip is not None:
             x = ops.concatenate([x, skip], axis=-1)
-        x = self.conv_in(x)
+        x = fused.conv(self.conv_in, x)
         shortcut_long = x
         for i, rcab in enumerate(self.rcabs):
             if self.use_global_mlp:
@@ -551,7 +564,7 @@ class UNetEncoderBlock(_Block):
                 raise ValueError(f"{self.name}: got `cross` but use_cross_gating=False")
             x, _ = self.cross_gating(x, cross, training=training)
         if self.conv_down is not None:
-            return self.conv_down(x), x
+            return fused.conv(self.conv_down, x), x
         return x
 
     def compute_output_shape(self, x_shape, skip_shape=None, cross_shape=None):
@@ -616,10 +629,10 @@ class UpSampleRatio(_Block):
 
     def call(self, x):
         if self.ratio < 1:
-            return self.conv(mops.antialiased_downsample(x, int(round(1 / self.ratio))))
+            return fused.conv(self.conv, mops.antialiased_downsample(x, int(round(1 / self.ratio))))
         if self.ratio > 1:
-            return mops.bilinear_upsample(self.conv(x), int(round(self.ratio)))
-        return self.conv(x)
+            return mops.bilinear_upsample(fused.conv(self.conv, x), int(round(self.ratio)))
+        return fused.conv(self.conv, x)
 
     def compute_output_shape(self, input_shape):
         return _scaled(input_shape, self.ratio, self.features)
@@ -646,11 +659,11 @@ class SAM(_Block):
         self.conv_2.build(x_shape[:-1] + (self.output_channels,))
 
     def call(self, x, image):
-        x1 = self.conv_0(x)
-        out = self.conv_1(x)
+        x1 = fused.conv(self.conv_0, x)
+        out = fused.conv(self.conv_1, x)
         if self.output_channels == 3:
             out = out + image
-        x2 = ops.sigmoid(self.conv_2(out))
+        x2 = ops.sigmoid(fused.conv(self.conv_2, out))
         return x1 * x2 + x, out
 
     def compute_output_shape(self, x_shape, image_shape):

@@ -30,22 +30,12 @@ def test_block_unblock_round_trip(rng, shape, patch):
     np.testing.assert_array_equal(mops.unblock_images(tf.constant(blocked)).numpy(), x)
 
 
-class _MatDense:
-    """Stands in for a Dense layer: x @ k + b over the last axis."""
-
-    def __init__(self, k, b):
-        self.k, self.b = k, b
-
-    def __call__(self, x):
-        return tf.matmul(x, self.k) + self.b
-
-
 def test_mix_block_axis_equals_official_block_gating(rng):
     x = rng.standard_normal((2, 8, 12, 3)).astype("float32")
     fh, fw = 4, 3
     k = rng.standard_normal((fh * fw, fh * fw)).astype("float32")
     b = rng.standard_normal(fh * fw).astype("float32")
-    got = mops.mix_block_axis(tf.constant(x), (fh, fw), _MatDense(k, b)).numpy()
+    got = mops.mix_block_axis(tf.constant(x), (fh, fw), k, b).numpy()
     # Official: block, swap the pixel axis (-2) to last, Dense, swap back, unblock.
     blocked = _np_block(x, fh, fw)
     mixed = np.swapaxes(np.swapaxes(blocked, -1, -2) @ k + b, -1, -2)
@@ -59,7 +49,7 @@ def test_mix_grid_axis_equals_official_grid_gating(rng):
     fh, fw = 8 // gh, 12 // gw
     k = rng.standard_normal((gh * gw, gh * gw)).astype("float32")
     b = rng.standard_normal(gh * gw).astype("float32")
-    got = mops.mix_grid_axis(tf.constant(x), (gh, gw), _MatDense(k, b)).numpy()
+    got = mops.mix_grid_axis(tf.constant(x), (gh, gw), k, b).numpy()
     # Official: block with patch (H/gh, W/gw), swap the grid axis (-3) to last, Dense.
     blocked = _np_block(x, fh, fw)
     mixed = np.swapaxes(np.swapaxes(blocked, -1, -3) @ k + b, -1, -3)
