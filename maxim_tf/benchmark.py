@@ -258,8 +258,10 @@ def run_benchmark(models, sizes, runtimes, out_dir, repeats=3, timeout=3600, pro
                     progress(f"{name} {runtime} {size}^2: {r['min_s']:.3f} s (median "
                              f"{r['median_s']:.3f}), {row['pct_peak']:.0f}% of matmul peak, "
                              f"peak RSS {r['peak_rss_mb']:.0f} MB")
-    (out / "results.json").write_text(json.dumps(rows, indent=1))
-    (out / "results.md").write_text(markdown_table(rows))
+                    # Rows so far, so a long run that dies late keeps its results.
+                    fileio.atomic_write_bytes(out / "results.json",
+                                              json.dumps(rows, indent=1).encode())
+    fileio.atomic_write_bytes(out / "results.md", markdown_table(rows).encode())
     plot(rows, out / "latency.png")
     return rows
 
