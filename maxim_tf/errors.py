@@ -1,0 +1,68 @@
+"""The exception family of maxim_tf and the exit codes the ``maxim-tf`` command maps them to.
+
+Every error the library raises on purpose derives from :class:`MaximError`, so a
+caller can catch one class; ``maxim-tf`` prints its message as one line and exits
+with its ``exit_code``:
+
+====  ==============================================================
+code  meaning
+====  ==============================================================
+0     success
+1     some inputs failed (the others were processed)
+2     usage, configuration, model-file or data error (nothing done)
+3     training diverged (loss not finite)
+130   interrupted (Ctrl-C); 143: terminated (SIGTERM)
+====  ==============================================================
+
+This module imports nothing heavy: the command line imports it before TensorFlow.
+"""
+
+EXIT_OK = 0
+EXIT_SOME_FAILED = 1
+EXIT_USAGE = 2
+EXIT_DIVERGED = 3
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+class MaximError(Exception):
+    """Base class of the errors maxim_tf raises on purpose; the message names the problem."""
+
+    exit_code = EXIT_USAGE
+
+
+class UsageError(MaximError, ValueError):
+    """A bad argument or option value."""
+
+
+class ModelFileError(MaximError, ValueError):
+    """A model file (or name) that cannot be used: missing, not a model, truncated, unsafe."""
+
+
+class MissingDependencyError(MaximError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+def require(module, extra, feature=None):
+    """Import ``module`` or raise :class:`MissingDependencyError` naming ``extra``.
+
+    Args:
+        module: dotted module name, e.g. ``"ai_edge_litert.interpreter"``.
+        extra: the maxim-tf extra that installs it, e.g. ``"export"``.
+        feature: what needs it, for the message (default: the module name).
+
+    Returns:
+        The imported module.
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise MissingDependencyError(
+            f"{feature or module} needs the optional package {module.split('.')[0]!r} "
+            f"({e.name or module} is missing): pip install \"maxim-tf[{extra}]\"") from None
+
+
+class Terminated(BaseException):
+    """Raised in the main thread by the ``maxim-tf`` SIGTERM handler so clean-up code runs."""
