@@ -1,4 +1,4 @@
-"""Shared test fixtures. Slow checks are marked ``slow`` and run with ``-m slow``."""
+"""Shared test fixtures. Markers (``slow``, ``packaging``) are declared in pytest.ini."""
 
 import os
 import pathlib
@@ -24,10 +24,6 @@ TINY_CONFIG = dict(
     num_bottleneck_blocks=1, block_size_hr=(8, 8), grid_size_hr=(8, 8),
     block_size_lr=(4, 4), grid_size_lr=(4, 4),
 )
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: slow checks (minutes); run with `pytest -m slow`")
 
 
 @pytest.fixture(scope="session")
