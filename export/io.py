@@ -50,7 +50,7 @@ def load_model(model):
         return model
     import keras
 
-    import maxim_tf  # noqa: F401  (registers the MAXIM layers for deserialization)
+    import maxim_tf.model  # noqa: F401  (registers MAXIM and its layers for deserialization)
 
     path = pathlib.Path(model)
     if not path.exists():

@@ -1,5 +1,7 @@
+"""``python -m maxim_tf``: the same as the ``maxim-tf`` command."""
+
 import sys
 
-from maxim_tf.cli import main
+from maxim_tf.cli import console_main
 
-sys.exit(main())
+sys.exit(console_main())

@@ -80,6 +80,7 @@ def load_model(spec):
     file, or a JSON file of constructor arguments."""
     import keras
 
+    import maxim_tf.model  # noqa: F401  (registers MAXIM and its layers)
     import maxim_tf
 
     keras.utils.set_random_seed(0)

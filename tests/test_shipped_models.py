@@ -30,7 +30,7 @@ def clean():
 def test_shipped_model_is_small_safe_and_documented(name):
     path = MODELS / f"{name}.keras"
     assert path.stat().st_size <= 25 * 2**20
-    import maxim_tf  # noqa: F401
+    import maxim_tf.model  # noqa: F401  (registers MAXIM and its layers for deserialization)
 
     model = keras.saving.load_model(path, compile=False, safe_mode=True)
     assert model.size_multiple == (32, 32)
