@@ -151,33 +151,24 @@ def warmup_inputs(multiple, seed=0):
 
 def write_warmup(path, model_name, requests):
     """Write TF Serving warmup records (``PredictionLog`` protos in a TFRecord)."""
-    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+    from maxim_tf.export.warmup import encode_prediction_log
 
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tf.io.TFRecordWriter(os.fspath(path)) as writer:
         for signature, inputs in requests:
-            request = predict_pb2.PredictRequest()
-            request.model_spec.name = model_name
-            request.model_spec.signature_name = signature
-            for key, value in inputs.items():
-                request.inputs[key].CopyFrom(tf.make_tensor_proto(value))
-            log = prediction_log_pb2.PredictionLog(
-                predict_log=prediction_log_pb2.PredictLog(request=request))
-            writer.write(log.SerializeToString())
+            writer.write(encode_prediction_log(model_name, signature, inputs))
     return path
 
 
 def read_warmup(path):
     """Read warmup records back: ``[(signature_name, {input_name: numpy array})]``."""
-    from tensorflow_serving.apis import prediction_log_pb2
+    from maxim_tf.export.warmup import decode_prediction_log
 
     out = []
     for record in tf.data.TFRecordDataset(os.fspath(path)).as_numpy_iterator():
-        log = prediction_log_pb2.PredictionLog.FromString(record)
-        request = log.predict_log.request
-        out.append((request.model_spec.signature_name or DEFAULT_SIGNATURE,
-                    {k: tf.make_ndarray(v) for k, v in request.inputs.items()}))
+        _, signature, inputs = decode_prediction_log(record)
+        out.append((signature or DEFAULT_SIGNATURE, inputs))
     return out
 
 
