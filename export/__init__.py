@@ -42,6 +42,7 @@ def export_model(model, output, format, verify=False, **options):  # noqa: A002
 
     if format not in FORMATS:
         raise ValueError(f"Unknown export format {format!r}. Choose one of {', '.join(FORMATS)}.")
+    check_dependencies(format, verify)
     model = load_model(model)
     if format == "savedmodel":
         from maxim_tf.export.savedmodel import export_savedmodel
@@ -63,4 +64,25 @@ def export_model(model, output, format, verify=False, **options):  # noqa: A002
     return pathlib.Path(path), checks
 
 
-__all__ = ["FORMATS", "export_model"]
+# format -> (modules the export needs, modules --verify needs); all in the [export] extra.
+_NEEDS = {
+    "savedmodel": ((), ()),
+    "tflite": ((), ("ai_edge_litert.interpreter",)),
+    "onnx": (("tf2onnx", "onnx"), ("onnxruntime",)),
+}
+
+
+def check_dependencies(format, verify=False):  # noqa: A002
+    """Fail at once, naming the extra, if an optional package the export needs is missing.
+
+    Raises:
+        maxim_tf.errors.MissingDependencyError: ``pip install "maxim-tf[export]"``.
+    """
+    from maxim_tf.errors import require
+
+    export_needs, verify_needs = _NEEDS[format]
+    for module in export_needs + (verify_needs if verify else ()):
+        require(module, "export", f"{format} export" + (" with --verify" if verify else ""))
+
+
+__all__ = ["FORMATS", "check_dependencies", "export_model"]

@@ -26,11 +26,9 @@ import tensorflow as tf
 
 from maxim_tf import fused
 from maxim_tf.export import graph
+from maxim_tf.litert import INPUT_NAME, OUTPUT_NAME, SIGNATURE, TFLiteRunner  # noqa: F401
 from maxim_tf.export.io import atomic_write_bytes, load_images
 
-SIGNATURE = "restore"
-INPUT_NAME = "images"
-OUTPUT_NAME = "restored"
 QUANTIZATIONS = ("fp32", "fp16", "dynamic", "int8")
 INT8_IO_TYPES = ("float32", "uint8", "int8")
 # Left in float32 in an "int8" model. XNNPACK (LiteRT's CPU delegate) has no int8 kernel for
@@ -130,8 +128,85 @@ def export_tflite_set(model, paths, input_size=None, batch_size=None, representa
                                                for k in range(shape[0])])
                                for i in range(len(samples))]
             flatbuffer = _convert(tmp, quantization, samples, int8_io)
+            flatbuffer = describe(flatbuffer, model_info(model, quantization, int8_io, shape))
             written[quantization] = atomic_write_bytes(path, flatbuffer)
     return written
+
+
+METADATA_NAME = "maxim_tf"
+
+
+def model_info(model, quantization, int8_io, shape):
+    """What a consumer of the ``.tflite`` file must know to feed it (stored in the file)."""
+    from maxim_tf import __version__
+
+    integer_io = quantization == "int8" and int8_io != "float32"
+    return {
+        "name": model.name,
+        "producer": f"maxim_tf {__version__}",
+        "license": "Apache-2.0",
+        "signature": SIGNATURE,
+        "input": {"name": INPUT_NAME, "shape": [-1 if d is None else d for d in shape],
+                  "dtype": int8_io if integer_io else "float32", "layout": "NHWC",
+                  "color": "RGB", "range": [0.0, 1.0],
+                  "normalization": {"scale": 1 / 255, "mean": 0.0,
+                                    "note": "float = uint8 pixel / 255, no mean subtraction"},
+                  "any_size": shape[1] is None},
+        "output": {"name": OUTPUT_NAME, "shape": "same as input", "range": [0.0, 1.0],
+                   "note": "clip to [0, 1], then * 255 and round for 8-bit pixels"},
+        "quantization": quantization,
+    }
+
+
+def describe(flatbuffer, info):
+    """Write a readable description and a ``maxim_tf`` JSON metadata entry into a model.
+
+    ``Model.description`` gets one line; the JSON (see :func:`model_info`) is a named
+    metadata buffer that :func:`read_info` returns. This is not the TFLite Support
+    ``TFLITE_METADATA`` flatbuffer (no maintained writer works with TF 2.21).
+    """
+    import json
+
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+    model.description = (
+        f"MAXIM image restoration ({info['name']}, {info['quantization']}): signature "
+        f"'{SIGNATURE}', input '{INPUT_NAME}' {info['input']['dtype']} NHWC RGB in [0, 1] "
+        f"(pixel / 255), output '{OUTPUT_NAME}' same shape in [0, 1]. Apache-2.0.").encode()
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(json.dumps(info, sort_keys=True).encode(), np.uint8)
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name = METADATA_NAME.encode()
+    entry.buffer = len(model.buffers) - 1
+    model.metadata = [m for m in (model.metadata or []) if m.name != entry.name] + [entry]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def read_info(path):
+    """The ``maxim_tf`` metadata of a ``.tflite`` file written by :func:`describe` (or None)."""
+    import json
+
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(os.fspath(path))
+    for entry in model.metadata or []:
+        if entry.name == METADATA_NAME.encode():
+            return json.loads(bytes(model.buffers[entry.buffer].data).decode())
+    return None
+
+
+def _calibration_feed(samples):
+    """The converter's representative dataset, with a progress bar (calibration is slow)."""
+    import sys
+
+    from tqdm import tqdm
+
+    for sample in tqdm(samples, desc="int8 calibration", unit="sample", file=sys.stderr,
+                       leave=False, disable=None):
+        yield {INPUT_NAME: sample}
 
 
 def _convert(saved_model_dir, quantization, samples, int8_io):
@@ -146,14 +221,14 @@ def _convert(saved_model_dir, quantization, samples, int8_io):
     elif quantization == "int8" and int8_io == "float32":
         # Calibrate, then quantize everything but INT8_FLOAT_OPS (still builtin ops only).
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ({INPUT_NAME: s} for s in samples)
+        converter.representative_dataset = lambda: _calibration_feed(samples)
         converter._experimental_calibrate_only = True  # pylint: disable=protected-access
     elif quantization == "int8":
         # Integer input/output: every op integer (the float ops of the mixed
         # form would need float tensors in and out of the integer graph).
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.representative_dataset = lambda: ({INPUT_NAME: s} for s in samples)
+        converter.representative_dataset = lambda: _calibration_feed(samples)
         converter.inference_input_type = getattr(tf, int8_io)
         converter.inference_output_type = getattr(tf, int8_io)
     try:
@@ -322,104 +397,3 @@ def _synthetic_patch(rng, h, w):
         img[:, y0:, x0:, :] = 0.5 * img[:, y0:, x0:, :] + 0.5 * rng.random(3)
     img = img + rng.normal(0, 0.02, img.shape)
     return np.clip(img, 0, 1).astype(np.float32)
-
-
-class TFLiteRunner:
-    """Run an exported MAXIM ``.tflite`` with LiteRT's Interpreter.
-
-    Uses the ``restore`` signature runner; converts float images to the
-    model's integer input type (and back) for a full-int8 model with integer
-    I/O. A fixed-size model given another size raises ValueError.
-
-    Args:
-        path: the ``.tflite`` file.
-        num_threads: interpreter threads (None: every core this process may use;
-            LiteRT's own default runs XNNPACK on one thread, 2x slower here).
-        use_xnnpack: apply LiteRT's default XNNPACK delegate. None (auto):
-            yes, except for an int8 model with a degenerate requantization
-            scale (see :func:`xnnpack_safe`), on which the XNNPACK delegate of
-            ai-edge-litert 2.3 aborts the process ("free(): double free") at
-            the first invoke; the builtin kernels run it correctly.
-    """
-
-    def __init__(self, path, num_threads=None, use_xnnpack=None):
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-        path = pathlib.Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"TFLite model not found: {path}")
-        self.path = path
-        if num_threads is None:
-            num_threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
-                else (os.cpu_count() or 1)
-        self.num_threads = num_threads
-        self.interpreter = Interpreter(model_path=os.fspath(path), num_threads=num_threads)
-        if use_xnnpack is None:
-            ops = {op["op_name"] for op in self.interpreter._get_ops_details()}
-            use_xnnpack = "QUANTIZE" not in ops or xnnpack_compatible(path)
-        if not use_xnnpack:
-            self.interpreter = Interpreter(
-                model_path=os.fspath(path), num_threads=num_threads,
-                experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        self.uses_xnnpack = bool(use_xnnpack)
-        signatures = self.interpreter.get_signature_list()
-        if SIGNATURE not in signatures:
-            raise ValueError(f"{path} has no {SIGNATURE!r} signature (found {sorted(signatures)}); "
-                             f"was it exported by maxim_tf.export?")
-        self.runner = self.interpreter.get_signature_runner(SIGNATURE)
-        self.input_details = self.runner.get_input_details()[INPUT_NAME]
-        self.output_details = self.runner.get_output_details()[OUTPUT_NAME]
-
-    @property
-    def input_shape(self):
-        """Declared input shape; -1 marks a dynamic dimension."""
-        return tuple(int(v) for v in self.input_details["shape_signature"])
-
-    @property
-    def fixed_size(self):
-        """(H, W) of a fixed-size model, or None if H, W are dynamic."""
-        h, w = self.input_shape[1:3]
-        return None if h < 0 or w < 0 else (h, w)
-
-    def check_shape(self, shape):
-        """Raise ValueError if ``shape`` cannot be fed to this model."""
-        declared = self.input_shape
-        if len(shape) != 4 or shape[-1] != 3:
-            raise ValueError(f"{self.path.name} expects images of shape [N, H, W, 3]. "
-                             f"Received: shape={tuple(shape)}")
-        bad = [(name, got, want) for name, got, want in zip(("batch", "height", "width"),
-                                                           shape[:3], declared[:3])
-               if want >= 0 and got != want]
-        if bad:
-            what = ", ".join(f"{n} {g} (model takes {w})" for n, g, w in bad)
-            raise ValueError(
-                f"{self.path.name} is a fixed-size TFLite model for input "
-                f"{list(declared)}; received {what}. Resize or tile the image to "
-                f"{declared[1]}x{declared[2]}, or export a dynamic-size model "
-                f"(maxim-tf export ... --format tflite without --input-size).")
-
-    def __call__(self, images):
-        """Restore float32 ``[N, H, W, 3]`` images in [0, 1]; returns float32."""
-        images = np.asarray(images, dtype=np.float32)
-        self.check_shape(images.shape)
-        x = _quantize(images, self.input_details)
-        out = self.runner(**{INPUT_NAME: x})[OUTPUT_NAME]
-        return _dequantize(out, self.output_details)
-
-
-def _quantize(x, details):
-    dtype = np.dtype(details["dtype"])
-    if dtype == np.float32:
-        return x
-    scale, zero = details["quantization_parameters"]["scales"][0], \
-        details["quantization_parameters"]["zero_points"][0]
-    info = np.iinfo(dtype)
-    return np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
-
-
-def _dequantize(y, details):
-    if np.dtype(details["dtype"]) == np.float32:
-        return y
-    scale, zero = details["quantization_parameters"]["scales"][0], \
-        details["quantization_parameters"]["zero_points"][0]
-    return ((y.astype(np.float32) - zero) * scale).astype(np.float32)

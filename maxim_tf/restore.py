@@ -33,6 +33,10 @@ _FLOAT_RANGE_TOLERANCE = 1e-3
 # ITU-R BT.601 luma, as Pillow's RGB -> L conversion: restored grayscale = luma of RGB output.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 MODEL_DIR_ENV = "MAXIM_TF_MODEL_DIR"
+# "auto": shipped models run on LiteRT when their verified fp32 .tflite twin exists
+# (same outputs to float precision, no TensorFlow import, no tracing); "keras": always Keras.
+BACKENDS = ("auto", "keras", "litert")
+BACKEND_ENV = "MAXIM_TF_BACKEND"
 
 
 # ----------------------------------------------------------------------------------------
@@ -107,7 +111,7 @@ def load_model(name_or_path):
     """
     import keras
 
-    import maxim_tf  # noqa: F401  (registers the MAXIM layers for deserialization)
+    import maxim_tf.model  # noqa: F401  (registers MAXIM and its layers for deserialization)
 
     return keras.saving.load_model(resolve_model(name_or_path), compile=False)
 
@@ -347,6 +351,12 @@ class Restorer:
         ensemble: geometric self-ensemble x8 (flips x rotations; 8x the compute).
         batch_size: images, tiles or ensemble views per model call.
         size_multiple: override the model's ``size_multiple`` (int or (mh, mw)).
+        backend: "auto" (default): a shipped model given by name or path runs on
+            LiteRT when ``saved_models/manifest.json`` vouches for its fp32
+            ``.tflite`` twin (exported from this very ``.keras`` file, outputs
+            within 1e-5) and LiteRT is installed; anything else runs on Keras.
+            "keras" always uses Keras (also ``MAXIM_TF_BACKEND=keras``);
+            "litert" requires the twin.
 
     Call it on an ``[H, W]``, ``[H, W, C]`` image or ``[N, H, W, C]`` batch,
     C = 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA), of dtype uint8,
@@ -362,10 +372,30 @@ class Restorer:
     """
 
     def __init__(self, model_or_path, tile=None, overlap=64, ensemble=False, batch_size=4,
-                 size_multiple=None):
+                 size_multiple=None, backend="auto"):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}. "
+                             f"Received: backend={backend!r}")
+        self._model = None
+        self.model_path = None
+        self.backend = "keras"
+        predict_fn = None
         if isinstance(model_or_path, (str, os.PathLike)):
-            model_or_path = load_model(model_or_path)
-        self.model = model_or_path
+            self.model_path = resolve_model(model_or_path)
+            twin = _litert_twin(self.model_path, backend)
+            if twin is not None:
+                from maxim_tf.litert import TFLiteRunner
+
+                self.backend = "litert"
+                predict_fn = TFLiteRunner(twin[0])
+                if size_multiple is None:
+                    size_multiple = twin[1]
+            else:
+                model_or_path = load_model(self.model_path)
+        elif backend == "litert":
+            raise ValueError("backend='litert' needs a shipped model name or path, not a model object")
+        if self.backend == "keras":
+            self._model = model_or_path
         multiple = size_multiple
         if multiple is None:
             multiple = getattr(model_or_path, "size_multiple", None)
@@ -381,7 +411,28 @@ class Restorer:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size}")
         self.tile, self.overlap = self._check_tiling(tile, overlap)
-        self._predict_fn = _make_predict_fn(model_or_path)
+        self._predict_fn = predict_fn or _make_predict_fn(model_or_path)
+
+    @property
+    def model(self):
+        """The Keras model (loaded on first access when the LiteRT backend runs the images)."""
+        if self._model is None:
+            self._model = load_model(self.model_path)
+        return self._model
+
+    def warm_up(self):
+        """Run the model once on a smallest image (tracing, graph optimisation); returns seconds.
+
+        The first call of a Keras model traces and optimises its graph (seconds for
+        MAXIM); with H, W dynamic that happens once, so calling this first separates
+        the one-off cost from the per-image compute.
+        """
+        import time
+
+        start = time.perf_counter()
+        mh, mw = self.multiple
+        self._predict_fn(np.zeros((1, mh, mw, 3), np.float32))
+        return time.perf_counter() - start
 
     def _check_tiling(self, tile, overlap):
         overlap = int(overlap or 0)
@@ -482,6 +533,24 @@ class Restorer:
                 weight[t:t + th, l:l + tw] += win
         acc /= weight
         return acc
+
+
+def _litert_twin(path, backend):
+    """``(tflite path, size multiple)`` when the LiteRT backend should run ``path``, else None."""
+    if backend == "keras":
+        return None
+    from maxim_tf import litert
+
+    twin = litert.shipped_tflite(path)
+    if backend == "litert":
+        if twin is None:
+            raise ValueError(f"backend='litert': {path} has no verified fp32 .tflite twin "
+                             f"(see saved_models/{litert.MANIFEST}); use backend='keras'")
+        litert._litert()  # a clear error naming the extra if LiteRT is missing
+        return twin
+    if twin is None or os.environ.get(BACKEND_ENV, "auto") == "keras" or not litert.litert_available():
+        return None
+    return twin
 
 
 def _last_output(y):

@@ -59,11 +59,16 @@ def main(argv=None):
     p.add_argument("--crop", type=int, default=512, help="quality benchmark crop (default 512)")
     p.add_argument("--notes", nargs="*", default=[], metavar="TASK=FILE",
                    help="Markdown with the training history of each model, for its card")
+    p.add_argument("--manifest-only", action="store_true",
+                   help="only (re)write saved_models/manifest.json for the files in --out")
     args = p.parse_args(argv)
+    if args.manifest_only:
+        print(json.dumps(write_manifest(pathlib.Path(args.out)), indent=1))
+        return 0
 
     import keras
 
-    import maxim_tf  # noqa: F401  (registers the layers)
+    import maxim_tf.model  # noqa: F401  (registers MAXIM and its layers for deserialization)
     from maxim_tf import fileio
     from maxim_tf.export.tflite import export_tflite_set
     from maxim_tf.quality import run_quality
@@ -97,8 +102,50 @@ def main(argv=None):
         text = pathlib.Path(notes[task]).read_text() if task in notes else ""
         card = model_card(task, out / f"{task}.keras", results, manifest, text)
         fileio.atomic_write_bytes(out / f"{task}.md", card.encode())
+    write_manifest(out)
     print((pathlib.Path(args.quality_dir) / "quality.md").read_text())
     return 0
+
+
+def write_manifest(out):
+    """Write ``<out>/manifest.json``: sha256 of each shipped file, and for each fp32
+    ``.tflite`` the ``.keras`` it was exported from and their measured max-abs difference.
+
+    ``maxim_tf.Restorer`` runs a shipped model on LiteRT only when this entry
+    matches the files (see ``maxim_tf.litert.shipped_tflite``).
+    """
+    import keras
+
+    import maxim_tf.model  # noqa: F401  (registers MAXIM and its layers for deserialization)
+    from maxim_tf import fileio, litert
+    from maxim_tf.image_io import read_image
+    from maxim_tf.restore import Restorer
+
+    sample = read_image(REPO / "examples" / "images" / "life_noisy_sigma25.png").pixels
+    rng = np.random.default_rng(0)
+    inputs = [sample[None].astype(np.float32) / 255.0,
+              sample[None, 5:5 + 77, 9:9 + 131].astype(np.float32) / 255.0,
+              rng.random((2, 40, 56, 3)).astype(np.float32)]
+    manifest = {"files": {}, "tflite": {}}
+    for path in sorted(out.glob("*.keras")) + sorted(out.glob("*.tflite")):
+        manifest["files"][path.name] = {"sha256": litert.sha256_of(path),
+                                        "bytes": path.stat().st_size}
+    for keras_path in sorted(out.glob("*.keras")):
+        tflite = keras_path.with_name(f"{keras_path.stem}_fp32.tflite")
+        if not tflite.is_file():
+            continue
+        model = keras.saving.load_model(keras_path, compile=False, safe_mode=True)
+        reference = Restorer(model)
+        runner = Restorer(litert.TFLiteRunner(tflite), size_multiple=model.size_multiple)
+        diff = max(float(np.max(np.abs(reference.restore_float(x) - runner.restore_float(x))))
+                   for x in inputs)
+        manifest["tflite"][tflite.name] = {
+            "source": keras_path.name, "source_sha256": litert.sha256_of(keras_path),
+            "sha256": litert.sha256_of(tflite), "size_multiple": list(model.size_multiple),
+            "max_abs_diff": diff, "checked_on": [list(x.shape) for x in inputs]}
+    fileio.atomic_write_bytes(out / litert.MANIFEST,
+                              (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
+    return manifest
 
 
 def model_card(task, path, results, manifest, notes):
