@@ -41,7 +41,7 @@ _EXTRA_OF_MODULE = {
 #   I0000 00:00:1733012345.123456    4410 cpu_feature_guard.cc:227] This TensorFlow binary ...
 #   WARNING: All log messages before absl::InitializeLog() is called are written to STDERR
 _LOG_LINE = re.compile(
-    r"^(?:[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+\s+\S+:\d+\]"
+    r"^(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+\s+\S+:\d+\]"
     r"|WARNING: All log messages before absl::InitializeLog\(\)"
     r"|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWEF] \S+:\d+\]"  # TF's own C++ log format
     r"|oneDNN custom operations are on"
