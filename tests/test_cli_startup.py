@@ -74,6 +74,6 @@ def test_stderr_filter_drops_cpp_log_lines_written_to_fd_2():
             "print('kept line', file=sys.stderr)\n"
             "os.write(2, b'progress 50%\\r')\n"
             "f.close()\nprint('after close', file=sys.stderr)\n")
-    proc = _python(code)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr == "kept line\nprogress 50%\rafter close\n", repr(proc.stderr)
+    assert proc.stderr == b"kept line\nprogress 50%\rafter close\n", proc.stderr
