@@ -141,7 +141,7 @@ def test_installed_wheel_works_from_any_folder(wheel, tmp_path):
 
     # The training configs ship with the package.
     configs = _run([str(bindir / "python"), "-c",
-                    "import json, maxim_tf.training.config as c; c.load_config('denoise'); "
+                    "import json, maxim_tf.training.config as c; c.load_config('denoise', ['model_dir=runs']); "
                     "print(json.dumps(sorted(p.stem for p in c.CONFIG_DIR.glob('*.json'))))"],
                    cwd=work, env=env)
     assert {"denoise", "deblur", "lomiri_denoise"} <= set(json.loads(configs.stdout))
