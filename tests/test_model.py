@@ -22,7 +22,9 @@ def test_batch_items_are_independent(tiny_model, rng):
     x = rng.uniform(0, 1, (2, 64, 96, 3)).astype("float32")
     both = np.asarray(tiny_model(x))
     one = np.asarray(tiny_model(x[1:]))
-    np.testing.assert_allclose(both[1:], one, atol=1e-5)
+    # Float rounding scales with the output: this random model's outputs reach ~26, and
+    # oneDNN's kernels may sum in another order for another batch size (seen on AMD EPYC).
+    np.testing.assert_allclose(both[1:], one, rtol=1e-5, atol=1e-5 * np.abs(one).max())
 
 
 @pytest.mark.parametrize("shape,msg", [
