@@ -31,9 +31,12 @@ def restore_any_size(model, images):
     ``model`` is a Keras MAXIM returning the restored image (the last output
     is taken if it returns a list).
     """
+    from maxim_tf.model import padded_inputs
+
     size = image_size(images)
     padded, offset = pad_to_multiple(images, tuple(model.size_multiple))
-    out = model(padded, training=False)
+    with padded_inputs():  # padded here: no in-graph size check in exported graphs
+        out = model(padded, training=False)
     if isinstance(out, (list, tuple)):
         out = out[-1]
     return crop(out, offset, size)

@@ -1,5 +1,8 @@
 """The multi-stage, multi-scale MAXIM network as a Keras 3 functional model."""
 
+import contextlib
+import threading
+
 import keras
 import numpy as np
 
@@ -9,6 +12,22 @@ from maxim_tf import padding
 from maxim_tf.presets import variant_config
 
 _TUPLE_KEYS = ("block_size_hr", "block_size_lr", "grid_size_hr", "grid_size_lr")
+_STATE = threading.local()
+
+
+@contextlib.contextmanager
+def padded_inputs():
+    """Inside: calls of a MAXIM on unknown H, W add no in-graph size check.
+
+    For graphs that pad to the multiple themselves (the export signatures): the
+    check could never fire there, and an Assert op is not a TFLite builtin.
+    """
+    previous = getattr(_STATE, "padded", False)
+    _STATE.padded = True
+    try:
+        yield
+    finally:
+        _STATE.padded = previous
 
 
 @keras.saving.register_keras_serializable(package="maxim_tf")
@@ -188,7 +207,7 @@ class MAXIM(keras.Model):
         shape = getattr(inputs, "shape", None)
         if shape is not None and not self.any_size:
             self.check_input_shape(tuple(shape))
-            if None in tuple(shape)[1:3]:
+            if None in tuple(shape)[1:3] and not getattr(_STATE, "padded", False):
                 inputs = _assert_size_multiple(inputs, self.size_multiple)
         return super().call(inputs, training=training, mask=mask)
 

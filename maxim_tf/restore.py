@@ -14,7 +14,9 @@ Padding rule (the official ``maxim/run_eval.py`` evaluation, exactly):
    first padded offset (``p // 2``) - the extra even-making row/column is
    dropped.
 
-"Reflect" is numpy's ``mode="reflect"`` (the edge pixel is not repeated).
+"Reflect" is numpy's ``mode="reflect"`` (the edge pixel is not repeated). The rule
+has one implementation, :mod:`maxim_tf.padding`, shared with the any-size model
+and the exported signatures.
 
 On top of that the :class:`Restorer` offers the official geometric
 self-ensemble (x8: 4 rotations x horizontal flip, outputs un-transformed and
@@ -24,7 +26,6 @@ blended with a raised-cosine window, so peak memory follows the tile size.
 
 import math
 import os
-import pathlib
 
 import numpy as np
 
@@ -32,14 +33,19 @@ import numpy as np
 _FLOAT_RANGE_TOLERANCE = 1e-3
 # ITU-R BT.601 luma, as Pillow's RGB -> L conversion: restored grayscale = luma of RGB output.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-MODEL_DIR_ENV = "MAXIM_TF_MODEL_DIR"  # kept for callers; the resolver is maxim_tf.hub
 
 
 # ----------------------------------------------------------------------------------------
 # Model resolution: one resolver for paths, saved names and presets (maxim_tf.hub).
 # ----------------------------------------------------------------------------------------
 
-from maxim_tf.hub import available_models, load_model, model_dirs, resolve_model  # noqa: E402,F401
+from maxim_tf.hub import (  # noqa: E402,F401  (kept here for callers)
+    MODEL_DIR_ENV,
+    available_models,
+    load_model,
+    model_dirs,
+    resolve_model,
+)
 
 # ----------------------------------------------------------------------------------------
 # Padding (the official rule of maxim_tf.padding, applied to numpy arrays), cropping,
@@ -268,8 +274,9 @@ class Restorer:
     Args:
         model_or_path: a Keras model / any callable mapping float32 NHWC in
             [0, 1] to NHWC (or a list whose last element is the image) with a
-            ``size_multiple`` attribute; or a ``.keras`` path or saved-model
-            name (see :func:`resolve_model`).
+            ``size_multiple`` attribute; or a ``.keras`` path, a saved-model
+            name or a preset name such as ``"maxim-s3-denoising-sidd"``
+            (downloaded and cached on first use; see :func:`maxim_tf.hub.resolve_model`).
         tile: tile size in pixels (multiple of the model's size multiple), or
             None to run whole images. Tiling applies when the padded image is
             larger than the tile; peak memory then follows ``tile`` and
@@ -290,7 +297,7 @@ class Restorer:
     BT.601 luma; an alpha channel is passed through untouched.
 
     Example:
-        >>> restorer = maxim_tf.Restorer("denoising_sidd", tile=512, overlap=64)
+        >>> restorer = maxim_tf.Restorer("maxim-s3-denoising-sidd", tile=512, overlap=64)
         >>> clean = restorer(noisy_uint8_image)  # same size, uint8
     """
 
@@ -436,7 +443,13 @@ def _make_predict_fn(model):
         # object.__setattr__ so Keras does not track it as model state.
         cached = getattr(model, "_maxim_restore_predict", None)
         if cached is None:
-            fn = tf.function(lambda x: _last_output(model(x, training=False)),
+            from maxim_tf.model import padded_inputs
+
+            def restore_padded(x):
+                with padded_inputs():  # the Restorer pads to the multiple itself
+                    return _last_output(model(x, training=False))
+
+            fn = tf.function(restore_padded,
                              input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
             cached = lambda x: fn(tf.constant(x)).numpy()  # noqa: E731
             object.__setattr__(model, "_maxim_restore_predict", cached)

@@ -166,6 +166,14 @@ def test_download_convert_restore_then_cache(env, server, tmp_path, capsys):
     expected = maxim_tf.Restorer(model)(image)
     assert restored.shape == image.shape and np.abs(restored.astype(int) - expected).max() <= 1
 
+    # The exporter, the benchmark and training resolve names through the same function.
+    from maxim_tf.benchmark import check_model_spec
+    from maxim_tf.export.io import load_model as export_load_model
+
+    check_model_spec(PRESET)
+    assert export_load_model(PRESET, progress=False).size_multiple == model.size_multiple
+    assert server.requests == [f"/ok/{PATH}"]
+
     capsys.readouterr()
     assert main(["models"]) == 0
     line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(PRESET)]
