@@ -42,6 +42,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from maxim_tf import fileio
 from maxim_tf import presets as presets_lib
 from maxim_tf.errors import DownloadError, ModelFileError, ModelNotFoundError
 
@@ -288,6 +289,7 @@ def _build_entry(preset, reuse_checkpoint, progress, timeout, retries):
     stage = pathlib.Path(tempfile.mkdtemp(prefix=f".{preset.name}.", suffix=".tmp",
                                           dir=entry.parent))
     try:
+        os.chmod(stage, 0o777 & ~fileio.current_umask())  # mkdtemp makes it private (0700)
         checkpoint = stage / CHECKPOINT_FILE
         start = time.perf_counter()
         if reuse_checkpoint is not None:
