@@ -38,8 +38,11 @@ def atomic_replace_dir(tmp_dir, final_dir, overwrite=False):
     return final_dir
 
 
-def load_model(model):
-    """Return a Keras MAXIM from a model object or a ``.keras`` path.
+def load_model(model, progress=True):
+    """Return a Keras MAXIM from a model object, a ``.keras`` path, a saved name or a preset.
+
+    Names and presets go through the one resolver, :func:`maxim_tf.hub.resolve_model`
+    (a preset is downloaded and converted on first use).
 
     Raises FileNotFoundError / ValueError with the path when it cannot be
     used.
@@ -48,18 +51,11 @@ def load_model(model):
         if not hasattr(model, "size_multiple"):
             raise TypeError(f"Expected a maxim_tf.MAXIM or a .keras path. Received: {type(model)}")
         return model
-    import keras
+    from maxim_tf import hub
 
-    import maxim_tf.model  # noqa: F401  (registers MAXIM and its layers for deserialization)
-
-    path = pathlib.Path(model)
-    if not path.exists():
-        raise FileNotFoundError(f"Model file not found: {path}")
-    if path.is_dir() or path.suffix != ".keras":
-        raise ValueError(f"Expected a Keras model file ending in .keras. Received: {path}")
-    loaded = keras.saving.load_model(path)
+    loaded = hub.load_model(model, progress=progress)
     if not hasattr(loaded, "size_multiple"):
-        raise ValueError(f"{path} is not a MAXIM model (type {type(loaded).__name__}).")
+        raise ValueError(f"{model} is not a MAXIM model (type {type(loaded).__name__}).")
     return loaded
 
 

@@ -65,14 +65,19 @@ def graph_gflops(model, size):
 
 
 def check_model_spec(spec):
-    """Raise ValueError unless ``spec`` names a variant, a .keras or a .json file."""
-    from maxim_tf.presets import VARIANTS
+    """Raise ValueError unless ``spec`` names a variant, a .keras or a .json file, a saved
+    model name or a preset."""
+    from maxim_tf import hub
+    from maxim_tf.presets import VARIANTS, get_preset
 
     path = pathlib.Path(spec)
     if spec in VARIANTS or (path.suffix in (".keras", ".json") and path.is_file()):
         return
+    if spec in hub.available_models() or get_preset(spec) is not None:
+        return
     raise ValueError(f"Unknown model {spec!r}: give a variant ({', '.join(VARIANTS)}), "
-                     f"an existing .keras file or a JSON config file")
+                     f"an existing .keras file, a JSON config file, a saved model name or a "
+                     f"preset of `maxim-tf models`")
 
 
 def load_model(spec):
@@ -87,10 +92,12 @@ def load_model(spec):
     if spec in maxim_tf.VARIANTS:
         return maxim_tf.MAXIM.from_variant(spec)
     path = pathlib.Path(spec)
-    if path.suffix == ".keras" and path.is_file():
-        return keras.saving.load_model(path)
     check_model_spec(spec)
-    return maxim_tf.MAXIM(**json.loads(path.read_text()))
+    if path.suffix == ".json" and path.is_file():
+        return maxim_tf.MAXIM(**json.loads(path.read_text()))
+    from maxim_tf import hub
+
+    return hub.load_model(spec)  # a .keras path, a saved name or a preset
 
 
 def _artifact(workdir, model_name, runtime):

@@ -39,6 +39,17 @@ class ModelFileError(MaximError, ValueError):
     """A model file (or name) that cannot be used: missing, not a model, truncated, unsafe."""
 
 
+class ModelNotFoundError(ModelFileError, FileNotFoundError):
+    """No model file, saved name or preset of that name; the message lists the available ones."""
+
+
+class DownloadError(MaximError, OSError):
+    """A preset's checkpoint could not be downloaded, or failed its checks (nothing was cached).
+
+    The message names the URL, the reason and the manual alternative.
+    """
+
+
 class MissingDependencyError(MaximError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
 

@@ -1,13 +1,33 @@
 """The multi-stage, multi-scale MAXIM network as a Keras 3 functional model."""
 
+import contextlib
+import threading
+
 import keras
 import numpy as np
 
 from maxim_tf import layers as L
 from maxim_tf import ops as mops
+from maxim_tf import padding
 from maxim_tf.presets import variant_config
 
 _TUPLE_KEYS = ("block_size_hr", "block_size_lr", "grid_size_hr", "grid_size_lr")
+_STATE = threading.local()
+
+
+@contextlib.contextmanager
+def padded_inputs():
+    """Inside: calls of a MAXIM on unknown H, W add no in-graph size check.
+
+    For graphs that pad to the multiple themselves (the export signatures): the
+    check could never fire there, and an Assert op is not a TFLite builtin.
+    """
+    previous = getattr(_STATE, "padded", False)
+    _STATE.padded = True
+    try:
+        yield
+    finally:
+        _STATE.padded = previous
 
 
 @keras.saving.register_keras_serializable(package="maxim_tf")
@@ -17,7 +37,9 @@ class MAXIM(keras.Model):
     A Keras functional model equal to the official JAX/Flax ``MAXIM`` (same
     constructor arguments, same parameter tree). It takes float32 NHWC images
     in [0, 1] of any batch size and any H, W that are multiples of
-    ``model.size_multiple`` (64 for the official variants), without a rebuild.
+    ``model.size_multiple`` (64 for the official variants), without a rebuild;
+    with ``any_size=True``, of any H, W (the official pad-and-crop inside the
+    graph, see :mod:`maxim_tf.padding`).
 
     Args:
         features ... dropout_rate: as the official ``MAXIM`` constructor (see
@@ -27,10 +49,18 @@ class MAXIM(keras.Model):
             list of every stage x scale output in the official nesting order
             ``[stage0_scale0 (coarsest), ..., stage0_scaleK (full), stage1_scale0,
             ...]``; its last element is the restored image.
+        any_size: if True the graph reflect-pads its input to ``size_multiple``
+            as the official evaluation does and crops the output back
+            (:class:`~maxim_tf.padding.PadToMultiple` /
+            :class:`~maxim_tf.padding.CropToInput` layers), so ``model.predict``,
+            tf.data pipelines and exports take images of any H, W. Needs
+            ``return_all_outputs=False``. Defaults to False.
 
     Example:
         >>> model = maxim_tf.MAXIM.from_variant("S-3")
         >>> restored = model(images)  # images: float32 [N, H, W, 3] in [0, 1]
+        >>> model = maxim_tf.MAXIM.from_preset("maxim-s3-denoising-sidd", any_size=True)
+        >>> restored = model.predict(photos_500x375)
 
     Notes (kept for exact parity with the official code):
         * low-resolution levels and the bottleneck use ``block_size_lr`` as
@@ -48,7 +78,7 @@ class MAXIM(keras.Model):
                  block_size_lr=(8, 8), grid_size_hr=(16, 16), grid_size_lr=(8, 8),
                  num_bottleneck_blocks=1, block_gmlp_factor=2, grid_gmlp_factor=2,
                  input_proj_factor=2, channels_reduction=4, num_outputs=3, dropout_rate=0.0,
-                 return_all_outputs=False, **kwargs):
+                 return_all_outputs=False, any_size=False, **kwargs):
         config = dict(
             features=features, depth=depth, num_stages=num_stages, num_groups=num_groups,
             use_bias=use_bias, num_supervision_scales=num_supervision_scales,
@@ -62,15 +92,25 @@ class MAXIM(keras.Model):
             dropout_rate=dropout_rate,
         )
         _check_config(config)
+        if any_size and return_all_outputs:
+            raise ValueError("any_size=True crops the restored image back to the input size; it "
+                             "needs return_all_outputs=False. Received: return_all_outputs=True")
+        multiple = _size_multiple(config)
         dtype = kwargs.pop("dtype", None)
         inputs = keras.Input(shape=(None, None, 3), name="images")
-        outputs = _build_graph(inputs, config, dtype)
+        x = padding.PadToMultiple(multiple, name="pad_to_multiple", dtype=dtype)(inputs) \
+            if any_size else inputs
+        outputs = _build_graph(x, config, dtype)
         if not return_all_outputs:
             outputs = outputs[-1]
+        if any_size:
+            outputs = padding.CropToInput(multiple, name="crop_to_input", dtype="float32")(
+                [outputs, inputs])
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         self.maxim_config = config
         self.return_all_outputs = return_all_outputs
-        self.size_multiple = _size_multiple(config)
+        self.any_size = bool(any_size)
+        self.size_multiple = multiple
 
     @classmethod
     def from_variant(cls, variant, **overrides):
@@ -80,6 +120,46 @@ class MAXIM(keras.Model):
         any constructor argument can be overridden.
         """
         return cls(**variant_config(variant, **overrides))
+
+    @classmethod
+    def from_preset(cls, name, any_size=False, progress=True):
+        """A pretrained MAXIM by preset name (downloaded and cached on first use) or path.
+
+        Args:
+            name: a preset of ``maxim-tf models`` (e.g. ``"maxim-s3-denoising-sidd"``,
+                ``"denoise"``), a saved-model name or a ``.keras`` path.
+            any_size: return the any-size form (official pad-and-crop in the graph).
+            progress: show download/conversion progress on stderr.
+
+        Returns:
+            A :class:`MAXIM` returning the restored image.
+
+        Example:
+            >>> model = maxim_tf.MAXIM.from_preset("maxim-s3-deblurring-gopro", any_size=True)
+            >>> sharp = model.predict(blurry)  # float32 [N, H, W, 3] in [0, 1], any H, W
+        """
+        from maxim_tf import hub
+        from maxim_tf.errors import ModelFileError
+
+        model = hub.load_model(name, progress=progress)
+        if not isinstance(model, MAXIM):
+            raise ModelFileError(f"{name!r} is not a maxim_tf.MAXIM model "
+                                 f"(loaded a {type(model).__name__}).")
+        if model.return_all_outputs:
+            model = model.with_outputs(False)
+        return model.with_any_size(any_size)
+
+    def with_any_size(self, any_size=True):
+        """This model with (or without) the official pad-and-crop inside the graph.
+
+        Returns ``self`` if it already is of that form, else a new MAXIM of the
+        same config sharing nothing but copies of the weights.
+        """
+        if bool(any_size) == self.any_size:
+            return self
+        new = MAXIM(**self.maxim_config, return_all_outputs=self.return_all_outputs,
+                    any_size=any_size, dtype=self.dtype_policy)
+        return new.copy_weights_from(self)
 
     def copy_weights_from(self, other):
         """Copy weights from another MAXIM of the same config, matched by name.
@@ -103,7 +183,8 @@ class MAXIM(keras.Model):
         """A new MAXIM of the same config returning all outputs or only the
         restored image, with this model's weights."""
         config = dict(self.maxim_config)
-        new = MAXIM(**config, return_all_outputs=return_all_outputs, dtype=self.dtype_policy)
+        new = MAXIM(**config, return_all_outputs=return_all_outputs,
+                    any_size=self.any_size and not return_all_outputs, dtype=self.dtype_policy)
         return new.copy_weights_from(self)
 
     def check_input_shape(self, shape):
@@ -124,18 +205,45 @@ class MAXIM(keras.Model):
 
     def call(self, inputs, training=None, mask=None):
         shape = getattr(inputs, "shape", None)
-        if shape is not None:
+        if shape is not None and not self.any_size:
             self.check_input_shape(tuple(shape))
+            if None in tuple(shape)[1:3] and not getattr(_STATE, "padded", False):
+                inputs = _assert_size_multiple(inputs, self.size_multiple)
         return super().call(inputs, training=training, mask=mask)
 
     def get_config(self):
         config = {k: (list(v) if k in _TUPLE_KEYS else v) for k, v in self.maxim_config.items()}
-        config.update(return_all_outputs=self.return_all_outputs, name=self.name)
+        config.update(return_all_outputs=self.return_all_outputs, any_size=self.any_size,
+                      name=self.name)
         return config
 
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+def _assert_size_multiple(images, multiple):
+    """``images`` behind an in-graph check that H and W are positive multiples of ``multiple``.
+
+    With unknown H, W (a ``tf.function`` or serving signature with ``[None, None,
+    None, 3]``) the static check cannot run; without this the first block
+    partition fails with an opaque Reshape error.
+    """
+    import tensorflow as tf
+
+    if not isinstance(images, tf.Tensor) or tf.executing_eagerly():
+        return images  # eager tensors have static shapes; KerasTensors are symbolic
+    mh, mw = multiple
+    h, w = tf.shape(images)[1], tf.shape(images)[2]
+    fits = tf.logical_and(tf.logical_and(h > 0, h % mh == 0), tf.logical_and(w > 0, w % mw == 0))
+    message = tf.strings.format(
+        "MAXIM input height {} and width {} must be positive multiples of " + f"{mh} and {mw}"
+        + " (the model's size multiple). Pad the images (maxim_tf.Restorer does) or use the "
+          "any-size model: MAXIM.from_preset(name, any_size=True) / model.with_any_size().",
+        (h, w))
+    check = tf.debugging.Assert(fits, [message])
+    with tf.control_dependencies([check]):
+        return tf.identity(images)
 
 
 def _check_config(c):

@@ -2,8 +2,11 @@
 
 Variant configs are the six of the official ``maxim.models.maxim.Model``
 factory. Checkpoints: the task/dataset table of the official repository
-(google-research/maxim README); PSNR/SSIM as reported there.
+(google-research/maxim README); PSNR/SSIM as reported there. Pure data: importing this module needs no
+TensorFlow (``maxim-tf models`` lists the table without it).
 """
+
+import dataclasses
 
 # Defaults of the official MAXIM constructor.
 DEFAULT_CONFIG = dict(
@@ -44,24 +47,189 @@ VARIANTS = {
 }
 RELEASED_SUPERVISION_SCALES = 3
 
-# Official released checkpoints (google-research/maxim README), stored at
-# gs://gresearch/maxim/ckpt/<task>/<checkpoint>/checkpoint.npz.
-CHECKPOINTS = [
-    # task, evaluated on, checkpoint folder, variant, PSNR, SSIM
-    ("Denoising", "SIDD", "SIDD", "S-3", 39.96, 0.960),
-    ("Denoising", "DND", "SIDD", "S-3", 39.84, 0.954),
-    ("Deblurring", "GoPro", "GoPro", "S-3", 32.86, 0.961),
-    ("Deblurring", "HIDE", "GoPro", "S-3", 32.83, 0.956),
-    ("Deblurring", "REDS", "REDS", "S-3", 28.93, 0.865),
-    ("Deblurring", "RealBlur-R", "RealBlur_R", "S-3", 39.45, 0.962),
-    ("Deblurring", "RealBlur-J", "RealBlur_J", "S-3", 32.84, 0.935),
-    ("Deraining", "Rain13k", "Rain13k", "S-2", 33.24, 0.933),
-    ("Deraining", "Raindrop", "Raindrop", "S-2", 31.87, 0.935),
-    ("Dehazing", "RESIDE-Indoor", "SOTS-Indoor", "S-2", 38.11, 0.991),
-    ("Dehazing", "RESIDE-Outdoor", "SOTS-Outdoor", "S-2", 34.19, 0.985),
-    ("Enhancement", "LOL", "LOL", "S-2", 23.43, 0.863),
-    ("Enhancement", "FiveK", "FiveK", "S-2", 26.15, 0.945),
+# Parameter counts of the official parameter trees (3 supervision scales, as
+# released), i.e. of tests/fixtures/official/official_variant_manifests.json.
+VARIANT_PARAMS = {
+    "S-1": 6_139_561, "S-2": 14_176_178, "S-3": 22_212_795,
+    "M-1": 19_464_265, "M-2": 43_227_986, "M-3": 66_991_707,
+}
+
+OFFICIAL_LICENSE = "Apache-2.0"
+OFFICIAL_REPOSITORY = "https://github.com/google-research/maxim"
+# Public bucket of the released checkpoints; override with $MAXIM_TF_OFFICIAL_URL.
+OFFICIAL_URL = "https://storage.googleapis.com/gresearch/maxim/ckpt"
+OFFICIAL_URL_ENV = "MAXIM_TF_OFFICIAL_URL"
+# A JSON file of extra presets (a mirror of your own checkpoints), see docs/models.md.
+USER_PRESETS_ENV = "MAXIM_TF_PRESETS"
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """One named model: a released official checkpoint or a model shipped with maxim_tf.
+
+    Attributes:
+        name: stable name, ``maxim-<variant>-<task>-<dataset>`` for the official ones.
+        task: "Denoising", "Deblurring", "Deraining", "Dehazing" or "Enhancement".
+        dataset: training dataset (the checkpoint folder of the official bucket).
+        variant: "S-1" ... "M-3", or None for a custom ``config``.
+        path: location of ``checkpoint.npz`` relative to the official base URL
+            (``<Task>/<Dataset>/checkpoint.npz``); None for a shipped model.
+        results: ``{benchmark: (PSNR, SSIM)}`` as reported by the official README
+            (the first item is the benchmark of the training dataset).
+        params: parameter count.
+        license: license of the weights.
+        shipped: file name in ``saved_models/`` for the models shipped in the wheel.
+        config: MAXIM constructor arguments overriding ``variant`` (custom presets).
+        sha256: expected sha256 of ``checkpoint.npz``, if known (verified on download).
+        description: one line for ``maxim-tf models``.
+    """
+
+    name: str
+    task: str
+    dataset: str
+    variant: str = None
+    path: str = None
+    results: dict = dataclasses.field(default_factory=dict)
+    params: int = None
+    license: str = OFFICIAL_LICENSE
+    shipped: str = None
+    config: dict = None
+    sha256: str = None
+    description: str = ""
+
+    @property
+    def psnr(self):
+        """Reported PSNR on the first benchmark (None if unknown)."""
+        return next(iter(self.results.values()))[0] if self.results else None
+
+    @property
+    def ssim(self):
+        """Reported SSIM on the first benchmark (None if unknown)."""
+        return next(iter(self.results.values()))[1] if self.results else None
+
+    def model_config(self):
+        """MAXIM constructor arguments of the checkpoint (variant, then ``config``)."""
+        base = variant_config(self.variant) if self.variant else {}
+        base.update(self.config or {})
+        return base
+
+
+def _official(variant, task, folder, results, description):
+    name = f"maxim-{variant.replace('-', '').lower()}-{task.lower()}-" \
+           f"{folder.lower().replace('_', '-')}"
+    return Preset(name=name, task=task, dataset=folder, variant=variant,
+                  path=f"{task}/{folder}/checkpoint.npz", results=results,
+                  params=VARIANT_PARAMS[variant], description=description)
+
+
+# The released checkpoints of google-research/maxim (its README results table):
+# 11 checkpoints; PSNR/SSIM as reported there, per benchmark.
+OFFICIAL_PRESETS = [
+    _official("S-3", "Denoising", "SIDD", {"SIDD": (39.96, 0.960), "DND": (39.84, 0.954)},
+              "real camera noise (smartphone sRGB)"),
+    _official("S-3", "Deblurring", "GoPro", {"GoPro": (32.86, 0.961), "HIDE": (32.83, 0.956)},
+              "motion blur"),
+    _official("S-3", "Deblurring", "REDS", {"REDS": (28.93, 0.865)},
+              "motion blur with compression artefacts"),
+    _official("S-3", "Deblurring", "RealBlur_R", {"RealBlur-R": (39.45, 0.962)},
+              "real motion blur (raw-based)"),
+    _official("S-3", "Deblurring", "RealBlur_J", {"RealBlur-J": (32.84, 0.935)},
+              "real motion blur (JPEG)"),
+    _official("S-2", "Deraining", "Rain13k", {"Rain13k": (33.24, 0.933)}, "rain streaks"),
+    _official("S-2", "Deraining", "Raindrop", {"Raindrop": (31.87, 0.935)}, "raindrops on glass"),
+    _official("S-2", "Dehazing", "SOTS-Indoor", {"RESIDE-Indoor": (38.11, 0.991)}, "indoor haze"),
+    _official("S-2", "Dehazing", "SOTS-Outdoor", {"RESIDE-Outdoor": (34.19, 0.985)},
+              "outdoor haze"),
+    _official("S-2", "Enhancement", "LOL", {"LOL": (23.43, 0.863)}, "low-light enhancement"),
+    _official("S-2", "Enhancement", "FiveK", {"FiveK": (26.15, 0.945)}, "photo retouching"),
 ]
+
+# Trained here on CPU and shipped in the wheel (saved_models/<name>.keras); the
+# numbers of these small models are in their model cards (saved_models/<name>.md).
+_SHIPPED_CONFIG = dict(features=24, depth=3, num_stages=1, num_groups=1,
+                       num_bottleneck_blocks=1, num_supervision_scales=1,
+                       block_size_hr=(8, 8), grid_size_hr=(8, 8), block_size_lr=(4, 4),
+                       grid_size_lr=(4, 4))
+SHIPPED_PRESETS = [
+    Preset(name="denoise", task="Denoising", dataset="lomiri photos (synthetic noise)",
+           params=1_518_895, license=None,
+           shipped="denoise.keras", config=_SHIPPED_CONFIG,
+           description="blind colour denoising, noise sigma 0-50 (saved_models/denoise.md)"),
+    Preset(name="deblur", task="Deblurring", dataset="lomiri photos (synthetic blur)",
+           params=1_518_895, license=None,
+           shipped="deblur.keras", config=_SHIPPED_CONFIG,
+           description="defocus / Gaussian deblurring (saved_models/deblur.md)"),
+]
+
+# Kept for code that read the table as tuples:
+# (task, evaluated on, checkpoint folder, variant, PSNR, SSIM).
+CHECKPOINTS = [(p.task, bench, p.dataset, p.variant, psnr, ssim)
+               for p in OFFICIAL_PRESETS for bench, (psnr, ssim) in p.results.items()]
+
+
+def _user_presets():
+    """Presets of the JSON file named by ``$MAXIM_TF_PRESETS`` (none if unset).
+
+    The file maps names to :class:`Preset` fields, e.g.
+    ``{"my-denoiser": {"task": "Denoising", "dataset": "mine", "variant": "S-3",
+    "path": "Denoising/mine/checkpoint.npz"}}``; ``path`` is relative to the
+    official base URL (``$MAXIM_TF_OFFICIAL_URL``).
+    """
+    import json
+    import os
+
+    file = os.environ.get(USER_PRESETS_ENV)
+    if not file:
+        return []
+    try:
+        with open(file, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        raise _usage_error(f"${USER_PRESETS_ENV}={file}: cannot read the presets file ({e})")
+    if not isinstance(data, dict):
+        raise _usage_error(f"${USER_PRESETS_ENV}={file}: expected a JSON object of name -> preset")
+    fields = {f.name for f in dataclasses.fields(Preset)} - {"name"}
+    out = []
+    for name, entry in data.items():
+        unknown = sorted(set(entry) - fields) if isinstance(entry, dict) else None
+        if unknown is None or unknown or not entry.get("path") or not (
+                entry.get("variant") or entry.get("config")):
+            raise _usage_error(
+                f"${USER_PRESETS_ENV}={file}: preset {name!r} needs task, dataset, path and a "
+                f"variant or config; allowed fields: {sorted(fields)}. Received: {entry!r}")
+        if entry.get("variant") and entry["variant"] not in VARIANTS:
+            raise _usage_error(f"${USER_PRESETS_ENV}={file}: preset {name!r}: unknown variant "
+                               f"{entry['variant']!r}; choose one of {sorted(VARIANTS)}")
+        entry = dict(entry)
+        entry.setdefault("task", "")
+        entry.setdefault("dataset", "")
+        entry.setdefault("license", "")
+        entry["results"] = {k: tuple(v) for k, v in (entry.get("results") or {}).items()}
+        out.append(Preset(name=name, **entry))
+    return out
+
+
+def _usage_error(message):
+    from maxim_tf.errors import UsageError
+
+    return UsageError(message)
+
+
+def all_presets():
+    """Every preset: shipped, official, then those of ``$MAXIM_TF_PRESETS``.
+
+    Returns:
+        dict name -> :class:`Preset`, in that order.
+    """
+    presets = {}
+    for p in SHIPPED_PRESETS + OFFICIAL_PRESETS + _user_presets():
+        presets[p.name] = p
+    return presets
+
+
+def get_preset(name):
+    """The :class:`Preset` called ``name``, or None."""
+    return all_presets().get(name)
 
 
 def variant_config(variant, **overrides):

@@ -14,7 +14,9 @@ Padding rule (the official ``maxim/run_eval.py`` evaluation, exactly):
    first padded offset (``p // 2``) - the extra even-making row/column is
    dropped.
 
-"Reflect" is numpy's ``mode="reflect"`` (the edge pixel is not repeated).
+"Reflect" is numpy's ``mode="reflect"`` (the edge pixel is not repeated). The rule
+has one implementation, :mod:`maxim_tf.padding`, shared with the any-size model
+and the exported signatures.
 
 On top of that the :class:`Restorer` offers the official geometric
 self-ensemble (x8: 4 rotations x horizontal flip, outputs un-transformed and
@@ -24,7 +26,6 @@ blended with a raised-cosine window, so peak memory follows the tile size.
 
 import math
 import os
-import pathlib
 
 import numpy as np
 
@@ -32,7 +33,6 @@ import numpy as np
 _FLOAT_RANGE_TOLERANCE = 1e-3
 # ITU-R BT.601 luma, as Pillow's RGB -> L conversion: restored grayscale = luma of RGB output.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-MODEL_DIR_ENV = "MAXIM_TF_MODEL_DIR"
 # "auto": shipped models run on LiteRT when their verified fp32 .tflite twin exists
 # (same outputs to float precision, no TensorFlow import, no tracing); "keras": always Keras.
 BACKENDS = ("auto", "keras", "litert")
@@ -40,91 +40,22 @@ BACKEND_ENV = "MAXIM_TF_BACKEND"
 
 
 # ----------------------------------------------------------------------------------------
-# Model resolution
+# Model resolution: one resolver for paths, saved names and presets (maxim_tf.hub).
 # ----------------------------------------------------------------------------------------
 
-def model_dirs():
-    """Folders searched for named models: ``$MAXIM_TF_MODEL_DIR`` (if set), then ``saved_models/``.
-
-    Returns:
-        List of ``pathlib.Path`` (existing or not), in search order.
-    """
-    dirs = []
-    if os.environ.get(MODEL_DIR_ENV):
-        dirs.append(pathlib.Path(os.environ[MODEL_DIR_ENV]))
-    # A source checkout (or editable install) keeps them in <repo>/saved_models; a wheel
-    # installs the same files as the maxim_tf.saved_models package.
-    for d in (pathlib.Path(__file__).resolve().parents[1] / "saved_models",
-              pathlib.Path(__file__).resolve().parent / "saved_models"):
-        if d not in dirs:
-            dirs.append(d)
-    return dirs
-
-
-def available_models():
-    """Names of the ``<name>.keras`` files in :func:`model_dirs`, sorted."""
-    names = set()
-    for d in model_dirs():
-        if d.is_dir():
-            names.update(p.stem for p in d.glob("*.keras"))
-    return sorted(names)
-
-
-def resolve_model(name_or_path):
-    """Find the ``.keras`` file for a model path or name.
-
-    Args:
-        name_or_path: a path to a ``.keras`` file, or a name looked up as
-            ``<name>.keras`` in :func:`model_dirs` (e.g. ``"denoising_sidd"``).
-
-    Returns:
-        ``pathlib.Path`` of an existing ``.keras`` file.
-
-    Raises:
-        FileNotFoundError: listing the names that are available.
-    """
-    text = os.fspath(name_or_path)
-    path = pathlib.Path(text).expanduser()
-    if path.is_file():
-        if path.suffix != ".keras":
-            raise ValueError(f"Model file {path} is not a .keras file (save it with model.save('x.keras'))")
-        return path
-    looks_like_path = path.suffix == ".keras" or os.sep in text
-    if not looks_like_path:
-        for d in model_dirs():
-            candidate = d / f"{text}.keras"
-            if candidate.is_file():
-                return candidate
-    names = available_models()
-    listing = ", ".join(names) if names else "none"
-    where = " or ".join(str(d) for d in model_dirs())
-    raise FileNotFoundError(
-        f"Model {text!r} not found: not an existing .keras file, and no {text}.keras in {where}. "
-        f"Available names: {listing}.")
-
-
-def load_model(name_or_path):
-    """Load a MAXIM ``.keras`` model by path or name (see :func:`resolve_model`).
-
-    Returns:
-        The Keras model (``size_multiple`` attribute set by ``maxim_tf.MAXIM``).
-    """
-    import keras
-
-    import maxim_tf.model  # noqa: F401  (registers MAXIM and its layers for deserialization)
-
-    return keras.saving.load_model(resolve_model(name_or_path), compile=False)
-
+from maxim_tf.hub import (  # noqa: E402,F401  (kept here for callers)
+    MODEL_DIR_ENV,
+    available_models,
+    load_model,
+    model_dirs,
+    resolve_model,
+)
 
 # ----------------------------------------------------------------------------------------
-# Pure helpers: padding, cropping, ensemble transforms, tiling windows.
+# Padding (the official rule of maxim_tf.padding, applied to numpy arrays), cropping,
+# ensemble transforms, tiling windows.
 # All take arrays whose H and W are axes -3 and -2 ([H, W, C] or [N, H, W, C]).
 # ----------------------------------------------------------------------------------------
-
-def _pad(x, before_h, after_h, before_w, after_w):
-    widths = [(0, 0)] * (x.ndim - 3) + [(before_h, after_h), (before_w, after_w), (0, 0)]
-    return np.pad(x, widths, mode="reflect")
-
 
 def pad_to_even(x):
     """Reflect-pad one row at the bottom / column at the right where H / W is odd.
@@ -135,29 +66,31 @@ def pad_to_even(x):
     Returns:
         ``[..., H + H % 2, W + W % 2, C]`` array.
     """
-    h, w = x.shape[-3], x.shape[-2]
-    return _pad(x, 0, h % 2, 0, w % 2)
+    return pad_for_model(x, 2)[0]  # the official rule with multiple 2 only makes sides even
 
 
 def symmetric_padding(size, multiple):
-    """``(before, after)`` padding that makes ``size`` a multiple of ``multiple``.
+    """``(before, after)`` padding of an axis of length ``size`` under the official rule.
 
     Args:
-        size: length of the axis.
+        size: length of the axis (for an odd size, ``after`` includes the
+            even-making pixel).
         multiple: required multiple.
 
     Returns:
-        ``(p // 2, p - p // 2)`` with ``p = (-size) % multiple`` (0, 0 if it divides).
+        ``(p // 2, p - p // 2)`` with ``p = (-size) % multiple`` for an even size.
     """
-    p = (-size) % multiple
-    return p // 2, p - p // 2
+    from maxim_tf.padding import padding_plan
+
+    before, padded = padding_plan(int(size), int(multiple))
+    return before, padded - int(size) - before
 
 
 def pad_for_model(x, multiple):
-    """Apply the official padding rule (see module docstring) to ``x``.
+    """Apply the official padding rule (:mod:`maxim_tf.padding`) to a numpy array.
 
     Args:
-        x: ``[..., H, W, C]`` array.
+        x: ``[H, W, C]`` or ``[N, H, W, C]`` array.
         multiple: ``(mh, mw)`` or an int.
 
     Returns:
@@ -166,11 +99,17 @@ def pad_for_model(x, multiple):
     """
     mh, mw = _pair(multiple)
     h, w = x.shape[-3], x.shape[-2]
-    (top, bottom), (left, right) = (symmetric_padding(h + h % 2, mh), symmetric_padding(w + w % 2, mw))
-    if h % 2 == w % 2 == top == bottom == left == right == 0:
+    if h % mh == 0 and w % mw == 0:
         return x, (0, 0)  # already fits: no copy (matters for huge tiled images)
-    x = pad_to_even(x)
-    return _pad(x, top, bottom, left, right), (top, left)
+    import tensorflow as tf
+
+    from maxim_tf import padding
+
+    batch = x if x.ndim == 4 else x[None]
+    with tf.device("/CPU:0"):
+        padded, offset = padding.pad_to_multiple(tf.constant(batch), (mh, mw))
+        padded = padded.numpy()
+    return (padded if x.ndim == 4 else padded[0]), offset
 
 
 def crop_to(y, offset, size):
@@ -339,8 +278,9 @@ class Restorer:
     Args:
         model_or_path: a Keras model / any callable mapping float32 NHWC in
             [0, 1] to NHWC (or a list whose last element is the image) with a
-            ``size_multiple`` attribute; or a ``.keras`` path or saved-model
-            name (see :func:`resolve_model`).
+            ``size_multiple`` attribute; or a ``.keras`` path, a saved-model
+            name or a preset name such as ``"maxim-s3-denoising-sidd"``
+            (downloaded and cached on first use; see :func:`maxim_tf.hub.resolve_model`).
         tile: tile size in pixels (multiple of the model's size multiple), or
             None to run whole images. Tiling applies when the padded image is
             larger than the tile; peak memory then follows ``tile`` and
@@ -357,6 +297,7 @@ class Restorer:
             within 1e-5) and LiteRT is installed; anything else runs on Keras.
             "keras" always uses Keras (also ``MAXIM_TF_BACKEND=keras``);
             "litert" requires the twin.
+        progress: show the download of a preset that is not cached yet (stderr).
 
     Call it on an ``[H, W]``, ``[H, W, C]`` image or ``[N, H, W, C]`` batch,
     C = 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA), of dtype uint8,
@@ -367,12 +308,12 @@ class Restorer:
     BT.601 luma; an alpha channel is passed through untouched.
 
     Example:
-        >>> restorer = maxim_tf.Restorer("denoising_sidd", tile=512, overlap=64)
+        >>> restorer = maxim_tf.Restorer("maxim-s3-denoising-sidd", tile=512, overlap=64)
         >>> clean = restorer(noisy_uint8_image)  # same size, uint8
     """
 
     def __init__(self, model_or_path, tile=None, overlap=64, ensemble=False, batch_size=4,
-                 size_multiple=None, backend="auto"):
+                 size_multiple=None, backend="auto", progress=True):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}. "
                              f"Received: backend={backend!r}")
@@ -381,7 +322,7 @@ class Restorer:
         self.backend = "keras"
         predict_fn = None
         if isinstance(model_or_path, (str, os.PathLike)):
-            self.model_path = resolve_model(model_or_path)
+            self.model_path = resolve_model(model_or_path, progress=progress)
             twin = _litert_twin(self.model_path, backend)
             if twin is not None:
                 from maxim_tf.litert import TFLiteRunner
@@ -572,7 +513,13 @@ def _make_predict_fn(model):
         # object.__setattr__ so Keras does not track it as model state.
         cached = getattr(model, "_maxim_restore_predict", None)
         if cached is None:
-            fn = tf.function(lambda x: _last_output(model(x, training=False)),
+            from maxim_tf.model import padded_inputs
+
+            def restore_padded(x):
+                with padded_inputs():  # the Restorer pads to the multiple itself
+                    return _last_output(model(x, training=False))
+
+            fn = tf.function(restore_padded,
                              input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
             cached = lambda x: fn(tf.constant(x)).numpy()  # noqa: E731
             object.__setattr__(model, "_maxim_restore_predict", cached)

@@ -31,7 +31,7 @@ def test_missing_model_path_is_a_cli_error(tmp_path, capsys):
     code = main(["export", str(tmp_path / "missing.keras"), "--format", "onnx"])
     assert code == 1
     err = capsys.readouterr().err
-    assert "model file not found" in err and "missing.keras" in err
+    assert "Model file not found" in err and "missing.keras" in err
 
 
 def test_not_a_keras_file_is_a_cli_error(tmp_path, capsys):

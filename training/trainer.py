@@ -143,12 +143,18 @@ def _model_config(cfg, init_model):
 
 
 def _load_init_model(path):
-    path = pathlib.Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"init_from: no such .keras file: {path}")
-    model = keras.saving.load_model(str(path), compile=False)
+    """The model of ``init_from``: a .keras path, a saved name or a preset (fine-tuning an
+    official checkpoint), through the one resolver :func:`maxim_tf.hub.load_model`."""
+    from maxim_tf import hub
+
+    try:
+        model = hub.load_model(path)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"init_from: {e}") from None
     if not hasattr(model, "maxim_config"):
         raise config_lib.ConfigError(f"init_from {path} is not a maxim_tf.MAXIM model.")
+    if getattr(model, "any_size", False):
+        model = model.with_any_size(False)
     return model
 
 

@@ -37,8 +37,9 @@ def register(subparsers):
                    help="save an 'input | output | target' PNG per image here")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     add_model_arguments(p, required=False,
-                        help="restore the inputs with this model first (.keras path or saved name); "
-                             "without it the inputs are scored as they are")
+                        help="restore the inputs with this model first (.keras path, saved name or "
+                             "preset of `maxim-tf models`); without it the inputs are scored as "
+                             "they are")
     p.set_defaults(func=run)
 
 

@@ -27,7 +27,9 @@ def register(subparsers):
                     "[N, H, W, 3] images in [0, 1] of any size (padding and cropping are in the "
                     "graph). --verify runs the artifact in its own runtime against Keras.",
     )
-    p.add_argument("model", help="the .keras model file")
+    p.add_argument("model", metavar="MODEL",
+                   help="a .keras file, a saved name (denoise, deblur) or a preset of "
+                        "`maxim-tf models` (downloaded and converted on first use)")
     p.add_argument("--format", "-f", required=True, choices=FORMATS, help="export format")
     p.add_argument("-o", "--output",
                    help="savedmodel: base directory (writes <output>/<name>/<version>/, default "
@@ -86,9 +88,12 @@ def run(args):
     from maxim_tf.export import export_model
     from maxim_tf.export.verify import VerificationError
 
-    model = pathlib.Path(args.model)
-    if not model.is_file():
-        print(f"maxim-tf export: error: model file not found: {model}", file=sys.stderr)
+    from maxim_tf.export.io import load_model
+
+    try:
+        model = load_model(args.model)
+    except (OSError, ValueError, TypeError) as e:
+        print(f"maxim-tf export: error: {e}", file=sys.stderr)
         return 1
     output = pathlib.Path(args.output) if args.output else default_output(args)
     try:

@@ -21,7 +21,8 @@ status is 1 if any file failed, 2 on a usage error."""
 
 
 def add_model_arguments(parser, required=True,
-                        help="a .keras file, or a name from saved_models/ (or $MAXIM_TF_MODEL_DIR)",
+                        help="a .keras file, a name from saved_models/ (or $MAXIM_TF_MODEL_DIR), "
+                             "or a preset of `maxim-tf models`",
                         default=None):
     """Add --model, --ensemble, --tile, --overlap, --batch-size, --max-pixels to ``parser``."""
     parser.add_argument("--model", "-m", required=required, default=default, metavar="NAME|PATH",
@@ -50,7 +51,8 @@ def make_restorer(args):
 
     return Restorer(args.model, tile=args.tile or None, overlap=args.overlap,
                     ensemble=args.ensemble, batch_size=args.batch_size,
-                    backend=getattr(args, "backend", "auto"))
+                    backend=getattr(args, "backend", "auto"),
+                    progress=not getattr(args, "quiet", False))
 
 
 def register(subparsers):
@@ -68,9 +70,10 @@ def register(subparsers):
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     add_model_arguments(
         p, required=False, default=DEFAULT_MODEL,
-        help="a .keras file, or a name from saved_models/ (or $MAXIM_TF_MODEL_DIR): "
+        help="a .keras file, a name from saved_models/ (or $MAXIM_TF_MODEL_DIR): "
              "denoise (default; blind colour denoising, noise sigma 0-50), deblur "
-             "(defocus/Gaussian blur), or converted official checkpoints")
+             "(defocus/Gaussian blur), or an official preset of `maxim-tf models` such as "
+             "maxim-s3-denoising-sidd (downloaded and converted once, then cached)")
     p.set_defaults(func=run)
 
 

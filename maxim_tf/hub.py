@@ -1,0 +1,563 @@
+"""Named models: one resolver for paths, saved names and presets; download and cache.
+
+:func:`resolve_model` turns whatever a user passes as ``--model`` /
+``Restorer(...)`` / ``MAXIM.from_preset(...)`` into a ``.keras`` file:
+
+1. an existing ``.keras`` path;
+2. ``<name>.keras`` in ``$MAXIM_TF_MODEL_DIR`` or ``saved_models/`` (the shipped
+   ``denoise`` and ``deblur``);
+3. a preset of :mod:`maxim_tf.presets` (an official released checkpoint): the
+   cached conversion, downloaded and converted on first use.
+
+Download, like a package manager: the checkpoint comes from
+``$MAXIM_TF_OFFICIAL_URL/<Task>/<Dataset>/checkpoint.npz`` (default: the public
+HTTPS endpoint of ``gs://gresearch/maxim/ckpt``; ``https://``, ``http://``,
+``file://``, a plain folder and ``gs://`` through ``tf.io.gfile`` work) with a
+progress bar, a timeout and retries. Everything is built in a temporary folder
+of the cache and renamed into place when complete: the checkpoint is checked
+(a zip archive, an npz without pickled objects, the converter's strict
+name/shape check against the preset's variant), converted once, and a
+``manifest.json`` records the sha256 of both files, which is verified on every
+use (a corrupted model is re-converted, a corrupted checkpoint re-fetched).
+After any failure nothing is left in the cache.
+
+Cache: ``$MAXIM_TF_HOME`` if set, else ``$XDG_CACHE_HOME/maxim_tf``, else
+``~/.cache/maxim_tf``; one folder per preset under ``presets/``.
+
+This module imports TensorFlow only to convert or load a model.
+"""
+
+import contextlib
+import hashlib
+import http.client
+import json
+import os
+import pathlib
+import shutil
+import socket
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from maxim_tf import fileio
+from maxim_tf import presets as presets_lib
+from maxim_tf.errors import DownloadError, ModelFileError, ModelNotFoundError
+
+MODEL_DIR_ENV = "MAXIM_TF_MODEL_DIR"
+HOME_ENV = "MAXIM_TF_HOME"
+TIMEOUT_ENV = "MAXIM_TF_DOWNLOAD_TIMEOUT"
+RETRIES_ENV = "MAXIM_TF_DOWNLOAD_RETRIES"
+DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_RETRIES = 3
+# Seconds before retry k (1-based): _BACKOFF_S * 2 ** (k - 1).
+_BACKOFF_S = 1.0
+_CHUNK = 1 << 20
+CHECKPOINT_FILE = "checkpoint.npz"
+MODEL_FILE = "model.keras"
+MANIFEST_FILE = "manifest.json"
+_ZIP_MAGIC = b"PK\x03\x04"
+# HTTP statuses worth another try; any other error status is final.
+_TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
+
+
+# ----------------------------------------------------------------------------------------
+# Where things are
+# ----------------------------------------------------------------------------------------
+
+def cache_dir():
+    """The cache folder: ``$MAXIM_TF_HOME``, else ``$XDG_CACHE_HOME/maxim_tf``, else ``~/.cache/maxim_tf``."""
+    if os.environ.get(HOME_ENV):
+        return pathlib.Path(os.environ[HOME_ENV]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = pathlib.Path(xdg).expanduser() if xdg else pathlib.Path.home() / ".cache"
+    return base / "maxim_tf"
+
+
+def entry_dir(name):
+    """Cache folder of preset ``name`` (``<cache>/presets/<name>``)."""
+    return cache_dir() / "presets" / name
+
+
+def base_url():
+    """Base location of the official checkpoints (``$MAXIM_TF_OFFICIAL_URL`` or the public bucket)."""
+    return (os.environ.get(presets_lib.OFFICIAL_URL_ENV) or presets_lib.OFFICIAL_URL).rstrip("/")
+
+
+def preset_url(preset):
+    """Where the checkpoint of ``preset`` is fetched from: ``<base>/<Task>/<Dataset>/checkpoint.npz``."""
+    if "://" in preset.path:
+        return preset.path
+    return f"{base_url()}/{preset.path.lstrip('/')}"
+
+
+def model_dirs():
+    """Folders searched for named models: ``$MAXIM_TF_MODEL_DIR`` (if set), then ``saved_models/``.
+
+    Returns:
+        List of ``pathlib.Path`` (existing or not), in search order.
+    """
+    dirs = []
+    if os.environ.get(MODEL_DIR_ENV):
+        dirs.append(pathlib.Path(os.environ[MODEL_DIR_ENV]))
+    # A source checkout (or editable install) keeps them in <repo>/saved_models; a wheel
+    # installs the same files as the maxim_tf.saved_models package.
+    here = pathlib.Path(__file__).resolve()
+    for d in (here.parents[1] / "saved_models", here.parent / "saved_models"):
+        if d not in dirs:
+            dirs.append(d)
+    return dirs
+
+
+def available_models():
+    """Names of the ``<name>.keras`` files in :func:`model_dirs`, sorted."""
+    names = set()
+    for d in model_dirs():
+        if d.is_dir():
+            names.update(p.stem for p in d.glob("*.keras"))
+    return sorted(names)
+
+
+def status(preset):
+    """``"shipped"``, ``"cached"`` or ``"not downloaded"`` (no checksums: a quick look)."""
+    if preset.shipped and any((d / preset.shipped).is_file() for d in model_dirs()):
+        return "shipped"
+    entry = entry_dir(preset.name)
+    if (entry / MANIFEST_FILE).is_file() and (entry / MODEL_FILE).is_file():
+        return "cached"
+    return "not downloaded"
+
+
+# ----------------------------------------------------------------------------------------
+# The resolver
+# ----------------------------------------------------------------------------------------
+
+def resolve_model(name_or_path, progress=True):
+    """Find (or download and convert) the ``.keras`` file for a path, saved name or preset.
+
+    Args:
+        name_or_path: a ``.keras`` path; a name looked up as ``<name>.keras`` in
+            :func:`model_dirs` (e.g. ``"denoise"``); or a preset name of
+            :func:`maxim_tf.presets.all_presets` (e.g. ``"maxim-s3-denoising-sidd"``),
+            downloaded and converted on first use.
+        progress: show download progress and what is being done on stderr.
+
+    Returns:
+        ``pathlib.Path`` of an existing ``.keras`` file.
+
+    Raises:
+        ModelNotFoundError: listing the names that are available.
+        ModelFileError: a path that is not a ``.keras`` file.
+        DownloadError: a preset that cannot be fetched or fails its checks.
+    """
+    text = os.fspath(name_or_path)
+    path = pathlib.Path(text).expanduser()
+    if path.is_file():
+        if path.suffix != ".keras":
+            raise ModelFileError(f"Model file {path} is not a .keras file (expected a Keras model "
+                                 f"file ending in .keras; save it with model.save('x.keras'))")
+        return path
+    if path.is_dir():
+        raise ModelFileError(f"Model {path} is a folder; expected a Keras model file ending "
+                             f"in .keras (a SavedModel folder cannot be loaded as a Keras model)")
+    looks_like_path = path.suffix == ".keras" or os.sep in text or "/" in text
+    if looks_like_path:
+        raise ModelNotFoundError(f"Model file not found: {path}")
+    for d in model_dirs():
+        candidate = d / f"{text}.keras"
+        if candidate.is_file():
+            return candidate
+    preset = presets_lib.get_preset(text)
+    if preset is not None and preset.path:
+        return fetch_preset(preset, progress=progress)
+    names = available_models() + [n for n, p in presets_lib.all_presets().items() if p.path]
+    where = " or ".join(str(d) for d in model_dirs())
+    raise ModelNotFoundError(
+        f"Model {text!r} not found: not an existing .keras file, no {text}.keras in {where}, "
+        f"and not a preset. Available names: {', '.join(names) or 'none'} "
+        f"(see `maxim-tf models`).")
+
+
+def load_model(name_or_path, progress=True):
+    """Load a MAXIM ``.keras`` model (safe mode) by path, saved name or preset.
+
+    Returns:
+        The Keras model (``size_multiple`` attribute set by ``maxim_tf.MAXIM``).
+
+    Raises:
+        ModelNotFoundError, ModelFileError, DownloadError: see :func:`resolve_model`;
+        ModelFileError also when the file does not load as a Keras model.
+    """
+    path = resolve_model(name_or_path, progress=progress)
+    return _load_keras(path)
+
+
+def _load_keras(path):
+    import keras
+
+    import maxim_tf  # noqa: F401  (registers the MAXIM layers for deserialization)
+
+    return keras.saving.load_model(path, compile=False, safe_mode=True)
+
+
+# ----------------------------------------------------------------------------------------
+# Cache entries
+# ----------------------------------------------------------------------------------------
+
+def sha256_file(path):
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(name):
+    """The manifest of the cache entry of ``name`` (dict), or None if absent or unreadable."""
+    try:
+        with open(entry_dir(name) / MANIFEST_FILE, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def _file_ok(folder, record):
+    path = folder / record["file"]
+    return path.is_file() and path.stat().st_size == record["size"] \
+        and sha256_file(path) == record["sha256"]
+
+
+def clear(name):
+    """Remove the cache entry of preset ``name``; returns True if there was one."""
+    entry = entry_dir(name)
+    if not entry.exists():
+        return False
+    shutil.rmtree(entry)
+    _remove_if_empty(entry.parent)
+    return True
+
+
+def fetch_preset(preset, progress=True, timeout=None, retries=None):
+    """The cached ``.keras`` of ``preset``: verified, or downloaded, checked and converted now.
+
+    Args:
+        preset: a :class:`maxim_tf.presets.Preset` with a ``path``.
+        progress: progress bar and one line per step on stderr.
+        timeout: seconds without data before a try is abandoned (default
+            ``$MAXIM_TF_DOWNLOAD_TIMEOUT`` or 60).
+        retries: further tries after a transient failure (default
+            ``$MAXIM_TF_DOWNLOAD_RETRIES`` or 3).
+
+    Returns:
+        ``pathlib.Path`` of the cached ``model.keras``.
+
+    Raises:
+        DownloadError: the checkpoint cannot be fetched or fails a check; nothing
+            is left in the cache.
+    """
+    entry = entry_dir(preset.name)
+    manifest = read_manifest(preset.name)
+    reuse_checkpoint = None
+    if manifest is not None:
+        try:
+            model_ok = _file_ok(entry, manifest["model"])
+            checkpoint_ok = model_ok or _file_ok(entry, manifest["checkpoint"])
+        except (KeyError, TypeError, OSError):
+            model_ok = checkpoint_ok = False
+        if model_ok:
+            return entry / MODEL_FILE
+        if checkpoint_ok:
+            _say(progress, f"maxim-tf: cached model of {preset.name} is corrupted (sha256 "
+                           f"mismatch); converting it again from the cached checkpoint")
+            reuse_checkpoint = entry / CHECKPOINT_FILE
+        else:
+            _say(progress, f"maxim-tf: cache entry of {preset.name} in {entry} is corrupted "
+                           f"(sha256 mismatch); fetching it again")
+    elif entry.exists():
+        _say(progress, f"maxim-tf: incomplete cache entry {entry}; fetching it again")
+    return _build_entry(preset, reuse_checkpoint, progress, timeout, retries)
+
+
+def _build_entry(preset, reuse_checkpoint, progress, timeout, retries):
+    entry = entry_dir(preset.name)
+    created = _makedirs(entry.parent)
+    url = preset_url(preset)
+    stage = pathlib.Path(tempfile.mkdtemp(prefix=f".{preset.name}.", suffix=".tmp",
+                                          dir=entry.parent))
+    try:
+        os.chmod(stage, 0o777 & ~fileio.current_umask())  # mkdtemp makes it private (0700)
+        checkpoint = stage / CHECKPOINT_FILE
+        start = time.perf_counter()
+        if reuse_checkpoint is not None:
+            shutil.copyfile(reuse_checkpoint, checkpoint)
+        else:
+            _say(progress, f"maxim-tf: downloading {preset.name} from {url}")
+            download(url, checkpoint, progress=progress, timeout=timeout, retries=retries,
+                     what=preset.name, manual=_manual_hint(preset, url))
+            _say(progress, f"maxim-tf: downloaded {_megabytes(checkpoint)} in "
+                           f"{time.perf_counter() - start:.1f} s")
+        checkpoint_sha = sha256_file(checkpoint)
+        if preset.sha256 and checkpoint_sha != preset.sha256.lower():
+            raise DownloadError(
+                f"Checkpoint of preset {preset.name!r} from {url} has sha256 {checkpoint_sha}, "
+                f"expected {preset.sha256} (a different or damaged file); nothing was cached.")
+        start = time.perf_counter()
+        _say(progress, f"maxim-tf: checking and converting {preset.name} "
+                       f"({preset.variant or 'custom config'})")
+        model_path = stage / MODEL_FILE
+        _convert(preset, checkpoint, model_path, url)
+        _say(progress, f"maxim-tf: converted in {time.perf_counter() - start:.1f} s")
+        manifest = {
+            "name": preset.name,
+            "url": url,
+            "variant": preset.variant,
+            "config": preset.model_config(),
+            "checkpoint": {"file": CHECKPOINT_FILE, "size": checkpoint.stat().st_size,
+                           "sha256": checkpoint_sha},
+            "model": {"file": MODEL_FILE, "size": model_path.stat().st_size,
+                      "sha256": sha256_file(model_path)},
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        (stage / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=list) + "\n",
+                                           encoding="utf-8")
+        _install(stage, entry)
+        _say(progress, f"maxim-tf: cached {preset.name} in {entry}")
+        return entry / MODEL_FILE
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        for folder in reversed(created):
+            _remove_if_empty(folder)
+        raise
+
+
+def _convert(preset, checkpoint, output, url):
+    """Strict conversion of a downloaded checkpoint against the preset's configuration."""
+    from maxim_tf.conversion import ConversionError, convert_checkpoint
+
+    try:
+        convert_checkpoint(checkpoint, output, config=preset.model_config())
+    except ConversionError as e:
+        what = f"variant {preset.variant}" if preset.variant else "its configuration"
+        first = str(e).replace(str(checkpoint), CHECKPOINT_FILE).splitlines()
+        detail = "; ".join(line.strip() for line in first[:4])
+        raise DownloadError(
+            f"Checkpoint of preset {preset.name!r} from {url} failed the check against {what}: "
+            f"{detail}. Nothing was cached.") from None
+
+
+def _install(stage, entry):
+    """Move a complete staged entry into place (replacing a corrupted one)."""
+    if entry.exists():
+        trash = pathlib.Path(tempfile.mkdtemp(prefix=f".{entry.name}.", suffix=".old",
+                                              dir=entry.parent))
+        os.replace(entry, trash / "old")
+        try:
+            os.replace(stage, entry)
+        finally:
+            shutil.rmtree(trash, ignore_errors=True)
+    else:
+        try:
+            os.replace(stage, entry)
+        except OSError:
+            # Another process installed it meanwhile: keep theirs if it is complete.
+            if read_manifest(entry.name) is None:
+                raise
+            shutil.rmtree(stage, ignore_errors=True)
+
+
+def _makedirs(folder):
+    """``mkdir -p`` returning the folders it created (outermost first)."""
+    created = []
+    folder = pathlib.Path(folder)
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for f in reversed(missing):
+        try:
+            f.mkdir()
+        except FileExistsError:
+            continue
+        created.append(f)
+    return created
+
+
+def _remove_if_empty(folder):
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
+def _manual_hint(preset, url):
+    config = f"--variant {preset.variant}" if preset.variant and not preset.config else \
+        "--config CONFIG.json"
+    return (f"Offline? Fetch {url} by other means and set {presets_lib.OFFICIAL_URL_ENV} to the "
+            f"folder holding <Task>/<Dataset>/checkpoint.npz (file:///path, or a mirror), or "
+            f"convert it by hand: maxim-tf convert checkpoint.npz {config} -o "
+            f"{preset.name}.keras, then pass --model {preset.name}.keras")
+
+
+def _say(progress, message):
+    if progress:
+        print(message, file=sys.stderr, flush=True)
+
+
+def _megabytes(path):
+    return f"{os.path.getsize(path) / 1e6:.1f} MB"
+
+
+# ----------------------------------------------------------------------------------------
+# Download
+# ----------------------------------------------------------------------------------------
+
+class _Transient(Exception):
+    """A failure worth another try (connection, timeout, truncated body, 5xx)."""
+
+
+class _Final(Exception):
+    """A failure another try will not fix (404, an HTML page, a missing file)."""
+
+
+def download(url, dest, progress=True, timeout=None, retries=None, what=None, manual=""):
+    """Fetch ``url`` to the file ``dest`` with a progress bar, a timeout and retries.
+
+    Args:
+        url: ``https://``, ``http://``, ``file://``, ``gs://`` or a local path.
+        dest: output file (overwritten; removed on failure).
+        progress: tqdm bar (size, speed, ETA) on stderr.
+        timeout: seconds without data before a try is abandoned.
+        retries: further tries after a transient failure (connection error,
+            timeout, cut-off body, HTTP 5xx/429), with exponential back-off.
+        what: name for messages (e.g. the preset).
+        manual: what to do instead, appended to the error message.
+
+    Raises:
+        DownloadError: one line naming the URL, the reason and ``manual``.
+    """
+    timeout = float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)) if timeout is None else timeout
+    retries = int(os.environ.get(RETRIES_ENV, DEFAULT_RETRIES)) if retries is None else retries
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    fetch = {"http": _fetch_http, "https": _fetch_http, "gs": _fetch_gfile,
+             "file": _fetch_file, "": _fetch_file}.get(scheme)
+    label = what or os.path.basename(url)
+    error, attempt = None, 0
+    if fetch is None:
+        error = _Final(f"unsupported URL scheme {scheme!r} (use https://, http://, file:// or gs://)")
+    while fetch is not None:
+        attempt += 1
+        try:
+            fetch(url, dest, timeout, progress, label)
+            return dest
+        except _Final as e:
+            error = e
+            break
+        except _Transient as e:
+            error = e
+            if attempt > retries:
+                break
+            wait = _BACKOFF_S * 2 ** (attempt - 1)
+            _say(progress, f"maxim-tf: download of {label} failed ({e}); retry {attempt} of "
+                           f"{retries} in {wait:g} s")
+            time.sleep(wait)
+    with contextlib.suppress(OSError):
+        os.remove(dest)
+    tries = f" after {attempt} tries" if attempt > 1 else ""
+    raise DownloadError(f"Cannot download {label} from {url}: {error}{tries}. {manual}".rstrip())
+
+
+def _write_stream(read, dest, total, progress, label, content_type=""):
+    """Copy chunks from ``read(n)`` to ``dest``; checks the zip signature and the length."""
+    from tqdm import tqdm
+
+    written = 0
+    with open(dest, "wb") as f, tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
+                                     desc=label, disable=not progress, file=sys.stderr,
+                                     dynamic_ncols=True, leave=False) as bar:
+        while True:
+            chunk = read(_CHUNK)
+            if not chunk:
+                break
+            if written == 0:
+                _check_signature(chunk, content_type)
+            f.write(chunk)
+            written += len(chunk)
+            bar.update(len(chunk))
+        f.flush()
+        os.fsync(f.fileno())
+    if written == 0:
+        raise _Final("the server sent an empty file")
+    if total is not None and written != total:
+        raise _Transient(f"the connection closed after {written} of {total} bytes")
+    return written
+
+
+def _check_signature(head, content_type):
+    if head.startswith(_ZIP_MAGIC):
+        return
+    text = head[:200].lstrip().lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<?xml", b"<")) or "html" in content_type:
+        raise _Final(f"the server sent a web page (Content-Type {content_type or 'unknown'}), "
+                     f"not checkpoint.npz - a login, proxy or error page?")
+    raise _Final(f"not a checkpoint.npz (a zip archive starts with PK\\x03\\x04; this starts "
+                 f"with {head[:8]!r})")
+
+
+def _fetch_http(url, dest, timeout, progress, label):
+    from maxim_tf import __version__
+
+    request = urllib.request.Request(url, headers={"User-Agent": f"maxim-tf/{__version__}"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            _write_stream(response.read, dest, total, progress, label,
+                          response.headers.get("Content-Type", ""))
+    except urllib.error.HTTPError as e:
+        message = f"HTTP {e.code} {e.reason}"
+        raise (_Transient if e.code in _TRANSIENT_STATUS else _Final)(message) from None
+    except (_Final, _Transient):
+        raise
+    except (TimeoutError, socket.timeout):
+        raise _Transient(f"no data for {timeout:g} s (timed out)") from None
+    except urllib.error.URLError as e:
+        reason = e.reason
+        if isinstance(reason, (TimeoutError, socket.timeout)):
+            raise _Transient(f"no answer for {timeout:g} s (timed out)") from None
+        raise _Transient(f"cannot connect ({getattr(reason, 'strerror', None) or reason})") from None
+    except http.client.IncompleteRead as e:
+        raise _Transient(f"the connection closed early ({len(e.partial)} bytes in the last "
+                         f"read, {e.expected} more expected)") from None
+    except (http.client.HTTPException, ConnectionError, OSError) as e:
+        raise _Transient(f"{type(e).__name__}: {e}") from None
+
+
+def _fetch_file(url, dest, timeout, progress, label):
+    parts = urllib.parse.urlsplit(url)
+    path = urllib.request.url2pathname(parts.path) if parts.scheme else url
+    try:
+        with open(path, "rb") as f:
+            _write_stream(f.read, dest, os.fstat(f.fileno()).st_size, progress, label)
+    except FileNotFoundError:
+        raise _Final(f"no such file {path}") from None
+    except IsADirectoryError:
+        raise _Final(f"{path} is a folder") from None
+    except PermissionError as e:
+        raise _Final(f"cannot read {path} ({e.strerror})") from None
+
+
+def _fetch_gfile(url, dest, timeout, progress, label):
+    import tensorflow as tf
+
+    try:
+        total = tf.io.gfile.stat(url).length
+        with tf.io.gfile.GFile(url, "rb") as f:
+            _write_stream(f.read, dest, total, progress, label)
+    except tf.errors.NotFoundError:
+        raise _Final("no such object") from None
+    except tf.errors.PermissionDeniedError as e:
+        raise _Final(f"permission denied ({e.message})") from None
+    except tf.errors.OpError as e:
+        raise _Transient(f"{type(e).__name__}: {e.message}") from None
