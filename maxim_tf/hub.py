@@ -197,7 +197,7 @@ def load_model(name_or_path, progress=True):
 def _load_keras(path):
     import keras
 
-    import maxim_tf  # noqa: F401  (registers the MAXIM layers for deserialization)
+    import maxim_tf.model  # noqa: F401  (registers MAXIM and its layers for deserialization)
 
     return keras.saving.load_model(path, compile=False, safe_mode=True)
 
