@@ -17,12 +17,13 @@ import zipfile
 import numpy as np
 
 from maxim_tf import fileio
+from maxim_tf.errors import MaximError
 
 PARAM_PREFIX = "opt/target/"
 OPTIMIZER_PREFIX = "opt/state/"
 
 
-class ConversionError(ValueError):
+class ConversionError(MaximError, ValueError):
     """The checkpoint cannot be converted; the message says why."""
 
 

@@ -6,10 +6,10 @@ import shutil
 
 import numpy as np
 
-from maxim_tf import fileio
+from maxim_tf import fileio, image_io
 from maxim_tf.fileio import current_umask  # noqa: F401  (used by the exporters)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+IMAGE_SUFFIXES = image_io.IMAGE_EXTENSIONS
 
 
 def atomic_write_bytes(path, data):
@@ -41,26 +41,17 @@ def atomic_replace_dir(tmp_dir, final_dir, overwrite=False):
 def load_model(model):
     """Return a Keras MAXIM from a model object or a ``.keras`` path.
 
-    Raises FileNotFoundError / ValueError with the path when it cannot be
-    used.
+    Raises:
+        maxim_tf.errors.ModelFileError: naming the path and the problem
+            (see :func:`maxim_tf.modelfile.load_keras_model`).
     """
     if not isinstance(model, (str, os.PathLike)):
         if not hasattr(model, "size_multiple"):
             raise TypeError(f"Expected a maxim_tf.MAXIM or a .keras path. Received: {type(model)}")
         return model
-    import keras
+    from maxim_tf.modelfile import load_keras_model
 
-    import maxim_tf  # noqa: F401  (registers the MAXIM layers for deserialization)
-
-    path = pathlib.Path(model)
-    if not path.exists():
-        raise FileNotFoundError(f"Model file not found: {path}")
-    if path.is_dir() or path.suffix != ".keras":
-        raise ValueError(f"Expected a Keras model file ending in .keras. Received: {path}")
-    loaded = keras.saving.load_model(path)
-    if not hasattr(loaded, "size_multiple"):
-        raise ValueError(f"{path} is not a MAXIM model (type {type(loaded).__name__}).")
-    return loaded
+    return load_keras_model(model, require_maxim=True)
 
 
 def load_images(folder):

@@ -8,6 +8,8 @@ from maxim_tf import ops as mops
 from maxim_tf.presets import variant_config
 
 _TUPLE_KEYS = ("block_size_hr", "block_size_lr", "grid_size_hr", "grid_size_lr")
+# Keyword arguments passed on to keras.Model; anything else is a typo (Keras would ignore it).
+_KERAS_KWARGS = ("name", "trainable", "dtype")
 
 
 @keras.saving.register_keras_serializable(package="maxim_tf")
@@ -61,6 +63,12 @@ class MAXIM(keras.Model):
             channels_reduction=channels_reduction, num_outputs=num_outputs,
             dropout_rate=dropout_rate,
         )
+        unknown = sorted(set(kwargs) - set(_KERAS_KWARGS))
+        if unknown:
+            raise TypeError(
+                f"MAXIM got unexpected keyword argument(s) {', '.join(map(repr, unknown))}. "
+                f"Valid: {', '.join(sorted(config))}, return_all_outputs, "
+                f"{', '.join(_KERAS_KWARGS)}.")
         _check_config(config)
         dtype = kwargs.pop("dtype", None)
         inputs = keras.Input(shape=(None, None, 3), name="images")
