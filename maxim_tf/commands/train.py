@@ -42,6 +42,7 @@ def run(args):
         from maxim_tf.training.trainer import configure_cpu_replicas
         configure_cpu_replicas(args.cpu_replicas)
     from maxim_tf.errors import MaximError
+    from maxim_tf.training import config as config_lib
     from maxim_tf.training import trainer
 
     overrides = list(args.set)
