@@ -87,7 +87,9 @@ def load_model(spec):
         return maxim_tf.MAXIM.from_variant(spec)
     path = pathlib.Path(spec)
     if path.suffix == ".keras" and path.is_file():
-        return keras.saving.load_model(path)
+        from maxim_tf.modelfile import load_keras_model
+
+        return load_keras_model(path)
     check_model_spec(spec)
     return maxim_tf.MAXIM(**json.loads(path.read_text()))
 

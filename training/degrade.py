@@ -58,7 +58,11 @@ def validate(specs):
         if unknown:  # first: a typo explains the "missing" parameter better than its absence
             raise ValueError(f"degradations[{i}] ({kind}): unknown keys {sorted(unknown)}; "
                              f"{kind} takes {sorted({'p', *_PARAMS[kind], *_EXTRA_KEYS.get(kind, ())})}.")
-        norm = {"type": kind, "p": float(spec.get("p", 1.0))}
+        p = spec.get("p", 1.0)
+        if isinstance(p, bool) or not isinstance(p, (int, float)):
+            raise ValueError(f"degradations[{i}] ({kind}): p must be a number in [0, 1]. "
+                             f"Received: p={p!r}")
+        norm = {"type": kind, "p": float(p)}
         if not 0.0 <= norm["p"] <= 1.0:
             raise ValueError(f"degradations[{i}]: p must be in [0, 1]. Received: p={norm['p']}")
         if kind == "quantize":
