@@ -107,10 +107,11 @@ def _export(model, model_dir, name, version, max_pixels, max_request_pixels, war
 
     def restore(images):
         shape = tf.shape(images, out_type=tf.int64)
-        checks = [graph.check_max_pixels(images, max_pixels),
-                  graph.check_request_pixels(shape[0], shape[0] * shape[1] * shape[2],
-                                             max_request_pixels)]
-        with tf.control_dependencies(checks):
+        # In this order, so an oversized single image gets the per-image message.
+        with tf.control_dependencies([graph.check_max_pixels(images, max_pixels)]):
+            check = graph.check_request_pixels(shape[0], shape[0] * shape[1] * shape[2],
+                                               max_request_pixels)
+        with tf.control_dependencies([check]):
             images = tf.identity(images)
         return {OUTPUT_NAME: graph.restore_any_size(model, images)}
 
