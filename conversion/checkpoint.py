@@ -17,12 +17,13 @@ import zipfile
 import numpy as np
 
 from maxim_tf import fileio
+from maxim_tf.errors import MaximError
 
 PARAM_PREFIX = "opt/target/"
 OPTIMIZER_PREFIX = "opt/state/"
 
 
-class ConversionError(ValueError):
+class ConversionError(MaximError, ValueError):
     """The checkpoint cannot be converted; the message says why."""
 
 
@@ -45,7 +46,8 @@ def load_official_params(path):
         ignored non-parameter entries.
 
     Raises:
-        ConversionError: unreadable, truncated, pickled or non-npz file.
+        ConversionError: unreadable, truncated, pickled or non-npz file, or
+            tensors holding NaN or Inf (listed).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -84,6 +86,12 @@ def load_official_params(path):
         raise ConversionError(f"{path}: corrupt or truncated .npz ({type(e).__name__}: {e})") from None
     if not params:
         raise ConversionError(f"{path}: no model parameters found (expected keys under {PARAM_PREFIX!r})")
+    non_finite = sorted(k for k, v in params.items() if not np.isfinite(v).all())
+    if non_finite:
+        shown = ", ".join(non_finite[:10]) + (f" and {len(non_finite) - 10} more"
+                                              if len(non_finite) > 10 else "")
+        raise ConversionError(f"{path}: {len(non_finite)} tensor(s) hold NaN or Inf values "
+                              f"(a corrupt or diverged checkpoint): {shown}")
     return params, ignored
 
 
@@ -118,9 +126,12 @@ def infer_config(params):
     """
     from maxim_tf.presets import DEFAULT_CONFIG
 
-    def get(key):
+    def get(key, ndim):
         if key not in params:
             raise ConversionError(f"cannot infer the config: tensor {key!r} is missing")
+        if params[key].ndim != ndim:
+            raise ConversionError(f"cannot infer the config: tensor {key!r} has shape "
+                                  f"{params[key].shape}, expected {ndim} dimensions")
         return params[key]
 
     c = dict(DEFAULT_CONFIG)
@@ -131,26 +142,26 @@ def infer_config(params):
     if not (c["num_stages"] and c["num_supervision_scales"] and c["depth"]):
         raise ConversionError("cannot infer the config: this does not look like a MAXIM checkpoint "
                               "(no stage_0_input_conv_* / stage_0_encoder_block_* tensors)")
-    c["features"] = int(get("stage_0_input_conv_0/kernel").shape[-1])
+    c["features"] = int(get("stage_0_input_conv_0/kernel", 4).shape[-1])
     c["use_bias"] = "stage_0_input_conv_0/bias" in params
     enc0 = "stage_0_encoder_block_0/"
     c["num_groups"] = _count(params, enc0 + r"channel_attention_block_1(\d+)/")
     c["use_global_mlp"] = any(k.startswith(enc0 + "SplitHeadMultiAxisGmlpLayer_0/") for k in params)
     c["use_cross_gating"] = any(k.startswith("stage_0_cross_gating_block_") for k in params)
-    ca = get(enc0 + "channel_attention_block_10/channel_attention/Conv_0/kernel")
+    ca = get(enc0 + "channel_attention_block_10/channel_attention/Conv_0/kernel", 4)
     c["channels_reduction"] = int(ca.shape[2] // ca.shape[3])
     last = c["num_stages"] - 1
-    c["num_outputs"] = int(get(f"stage_{last}_output_conv_0/kernel").shape[-1])
+    c["num_outputs"] = int(get(f"stage_{last}_output_conv_0/kernel", 4).shape[-1])
 
     if c["num_bottleneck_blocks"]:
         mab = "stage_0_global_block_0/SplitHeadMultiAxisGmlpLayer_0/"
-        k = get(mab + "in_project/kernel")
+        k = get(mab + "in_project/kernel", 2)
         c["input_proj_factor"] = int(k.shape[1] // k.shape[0])
         half = k.shape[1] // 2
-        c["grid_gmlp_factor"] = int(get(mab + "GridGmlpLayer/in_project/kernel").shape[1] // half)
-        c["block_gmlp_factor"] = int(get(mab + "BlockGmlpLayer/in_project/kernel").shape[1] // half)
+        c["grid_gmlp_factor"] = int(get(mab + "GridGmlpLayer/in_project/kernel", 2).shape[1] // half)
+        c["block_gmlp_factor"] = int(get(mab + "BlockGmlpLayer/in_project/kernel", 2).shape[1] // half)
         c["block_size_lr"] = _square(
-            get(mab + "BlockGmlpLayer/BlockGatingUnit/Dense_0/kernel").shape[0], "block_size_lr")
+            get(mab + "BlockGmlpLayer/BlockGatingUnit/Dense_0/kernel", 2).shape[0], "block_size_lr")
 
     # Per-level (block, grid) sizes, from the encoder MABs or, without global
     # MLPs, from the cross-gating blocks.
@@ -159,11 +170,11 @@ def infer_config(params):
         enc = f"stage_0_encoder_block_{i}/SplitHeadMultiAxisGmlpLayer_0/"
         cgb = f"stage_0_cross_gating_block_{i}/SplitHeadMultiAxisGating_x/"
         if enc + "BlockGmlpLayer/BlockGatingUnit/Dense_0/kernel" in params:
-            b = params[enc + "BlockGmlpLayer/BlockGatingUnit/Dense_0/kernel"].shape[0]
-            g = params[enc + "GridGmlpLayer/GridGatingUnit/Dense_0/kernel"].shape[0]
+            b = get(enc + "BlockGmlpLayer/BlockGatingUnit/Dense_0/kernel", 2).shape[0]
+            g = get(enc + "GridGmlpLayer/GridGatingUnit/Dense_0/kernel", 2).shape[0]
         elif cgb + "Dense_1/kernel" in params:
-            b = params[cgb + "Dense_1/kernel"].shape[0]
-            g = params[cgb + "Dense_0/kernel"].shape[0]
+            b = get(cgb + "Dense_1/kernel", 2).shape[0]
+            g = get(cgb + "Dense_0/kernel", 2).shape[0]
         else:
             levels.append(None)
             continue
@@ -252,15 +263,38 @@ def assign_weights(model, params):
 # Verification and saving
 
 
+def read_reference(case_path):
+    """``(input, {stage{s}_out{k}: array})`` of a reference case ``.npz``; ConversionError if unusable."""
+    case_path = os.fspath(case_path)
+    if not os.path.isfile(case_path):
+        raise ConversionError(f"{case_path}: no such reference file")
+    try:
+        with np.load(case_path, allow_pickle=False) as case:
+            if "input" not in case.files:
+                raise ConversionError(f"{case_path}: the reference has no 'input' array "
+                                      f"(found {sorted(case.files)[:10]})")
+            x = case["input"]
+            refs = {k: case[k] for k in case.files if k.startswith("stage")}
+    except ConversionError:
+        raise
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
+        raise ConversionError(f"{case_path}: not a readable reference .npz "
+                              f"({type(e).__name__}: {e})") from None
+    if not refs:
+        raise ConversionError(f"{case_path}: the reference has no stage*_out* arrays")
+    if x.ndim != 4 or x.shape[-1] != 3:
+        raise ConversionError(f"{case_path}: reference input must be [N, H, W, 3]. "
+                              f"Received: shape={x.shape}")
+    return x.astype(np.float32), refs
+
+
 def compare_with_reference(model_all_outputs, case_path):
     """Max abs error of every stage/scale output against a reference ``case_*.npz``.
 
     Returns:
         dict ``stage{s}_out{k}`` -> max abs error.
     """
-    with np.load(case_path, allow_pickle=False) as case:
-        x = case["input"]
-        refs = {k: case[k] for k in case.files if k.startswith("stage")}
+    x, refs = read_reference(case_path)
     # One eager call: tracing a graph for a single batch costs more than it saves.
     outs = model_all_outputs(x, training=False)
     outs = [np.asarray(o) for o in (outs if isinstance(outs, (list, tuple)) else [outs])]
@@ -275,14 +309,41 @@ def compare_with_reference(model_all_outputs, case_path):
     return errors
 
 
-def save_atomic(model, output):
-    """Save a Keras model to ``output`` (.keras) via a temp file + rename."""
+def check_output(output):
+    """Raise ConversionError unless ``output`` is a ``.keras`` path that can be written."""
     output = os.fspath(output)
+    if os.path.isdir(output):
+        raise ConversionError(f"{output}: is a directory; pass the .keras file to write "
+                              f"(e.g. {os.path.join(output, 'model.keras')})")
     if not output.endswith(".keras"):
         raise ConversionError(f"output must end with .keras. Received: {output}")
     directory = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(directory):
         raise ConversionError(f"output directory does not exist: {directory}")
+    if not os.access(directory, os.W_OK):
+        raise ConversionError(f"output directory is not writable: {directory}")
+    return output
+
+
+def read_config(config):
+    """A MAXIM config from a dict or a JSON file; ConversionError unless it is an object."""
+    source = config
+    if isinstance(config, (str, os.PathLike)):
+        try:
+            with open(config, encoding="utf-8") as f:
+                config = json.load(f)
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ConversionError(f"{source}: cannot read the JSON config ({e})") from None
+    if not isinstance(config, dict):
+        raise ConversionError(f"{source if source is not config else 'config'}: the config must be "
+                              f"a JSON object of MAXIM constructor arguments. Received: a "
+                              f"{type(config).__name__}")
+    return config
+
+
+def save_atomic(model, output):
+    """Save a Keras model to ``output`` (.keras) via a temp file + rename."""
+    output = check_output(output)
     with fileio.atomic_path(output, suffix=".keras") as tmp:
         model.save(tmp)
     return output
@@ -317,13 +378,15 @@ def convert_checkpoint(checkpoint, output=None, *, variant=None, config=None,
     import maxim_tf
     from maxim_tf.presets import variant_config
 
+    # Everything that can be checked without the weights is checked first: a bad
+    # output path or reference must not cost a whole conversion.
+    if output is not None:
+        check_output(output)
+    if config is not None:
+        config = read_config(config)
+    if reference is not None:
+        read_reference(reference)
     params, ignored = load_official_params(checkpoint)
-    if isinstance(config, (str, os.PathLike)):
-        try:
-            with open(config, encoding="utf-8") as f:
-                config = json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
-            raise ConversionError(f"{config}: cannot read the JSON config ({e})") from None
     if config is not None:
         base = variant_config(variant) if variant else {}
         base.update(config)
@@ -331,11 +394,15 @@ def convert_checkpoint(checkpoint, output=None, *, variant=None, config=None,
     elif variant is not None:
         cfg = variant_config(variant)
     else:
-        cfg = infer_config(params)
+        try:
+            cfg = infer_config(params)
+        except (IndexError, ZeroDivisionError, TypeError) as e:
+            raise ConversionError(f"{checkpoint}: cannot infer the config from the tensor shapes "
+                                  f"({type(e).__name__}: {e}); pass --config or --variant") from None
     cfg = {k: v for k, v in cfg.items() if k != "return_all_outputs"}
     try:
         model = maxim_tf.MAXIM(**cfg, return_all_outputs=True)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, KeyError) as e:
         raise ConversionError(f"invalid MAXIM config {cfg}: {e}") from None
     n = assign_weights(model, params)
     report = {"config": model.maxim_config, "tensors": n, "ignored_entries": ignored}

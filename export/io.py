@@ -6,10 +6,10 @@ import shutil
 
 import numpy as np
 
-from maxim_tf import fileio
+from maxim_tf import fileio, image_io
 from maxim_tf.fileio import current_umask  # noqa: F401  (used by the exporters)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+IMAGE_SUFFIXES = image_io.IMAGE_EXTENSIONS
 
 
 def atomic_write_bytes(path, data):
@@ -44,8 +44,9 @@ def load_model(model, progress=True):
     Names and presets go through the one resolver, :func:`maxim_tf.hub.resolve_model`
     (a preset is downloaded and converted on first use).
 
-    Raises FileNotFoundError / ValueError with the path when it cannot be
-    used.
+    Raises:
+        maxim_tf.errors.ModelFileError: naming the path and the problem
+            (see :func:`maxim_tf.modelfile.load_keras_model`).
     """
     if not isinstance(model, (str, os.PathLike)):
         if not hasattr(model, "size_multiple"):
@@ -53,10 +54,7 @@ def load_model(model, progress=True):
         return model
     from maxim_tf import hub
 
-    loaded = hub.load_model(model, progress=progress)
-    if not hasattr(loaded, "size_multiple"):
-        raise ValueError(f"{model} is not a MAXIM model (type {type(loaded).__name__}).")
-    return loaded
+    return hub.load_model(model, progress=progress, require_maxim=True)
 
 
 def load_images(folder):

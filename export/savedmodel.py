@@ -17,8 +17,16 @@ Signatures:
   to [0, 1] and rounded to 8 bits; base64-encoded by TF Serving's REST API
   because the name ends in ``_bytes``). Images of a batch may differ in size.
 
-Both refuse images with more than ``max_pixels`` pixels (H * W) with an
-InvalidArgument error that says so, instead of running out of memory.
+Both refuse images with more than ``max_pixels`` pixels (H * W), and requests
+whose images hold more than ``max_request_pixels`` pixels in all (N * H * W,
+default ``max_pixels``), with an InvalidArgument error that says so, instead of
+running out of memory. ``serving_bytes`` reads each image's size from its
+header (PNG/GIF/BMP fixed offsets, ``tf.io.extract_jpeg_shape``) and refuses
+before decoding anything, so a small decompression bomb costs no memory.
+TF Serving adds its own limits in front of these: gRPC messages are capped at
+4 MB unless the client and ``--grpc_max_message_size`` say otherwise (REST has
+no such cap), and with ``--enable_batching`` the batcher merges requests up to
+``max_batch_size``, so the per-request bound here is per request, not per batch.
 """
 
 import io
@@ -30,6 +38,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
+from maxim_tf import fileio
 from maxim_tf.export import graph
 from maxim_tf.export.io import atomic_replace_dir, current_umask
 
@@ -44,7 +53,7 @@ WARMUP_FILE = "tf_serving_warmup_requests"
 
 
 def export_savedmodel(model, base_dir, name="maxim", version=None, max_pixels=DEFAULT_MAX_PIXELS,
-                      warmup=True, overwrite=False):
+                      warmup=True, overwrite=False, max_request_pixels=None):
     """Write a Keras MAXIM as a TF Serving SavedModel ``<base_dir>/<name>/<version>/``.
 
     Args:
@@ -57,18 +66,34 @@ def export_savedmodel(model, base_dir, name="maxim", version=None, max_pixels=DE
         max_pixels: largest H * W accepted by both signatures.
         warmup: write ``assets.extra/tf_serving_warmup_requests``.
         overwrite: replace an existing version directory.
+        max_request_pixels: largest sum of H * W over the images of one request
+            (default: ``max_pixels``).
 
     Returns:
         pathlib.Path of the version directory.
     """
-    import keras
-
     if int(max_pixels) < 1:
         raise ValueError(f"max_pixels must be positive. Received: max_pixels={max_pixels}")
+    if max_request_pixels is None:
+        max_request_pixels = max_pixels
+    if int(max_request_pixels) < 1:
+        raise ValueError(f"max_request_pixels must be positive. "
+                         f"Received: max_request_pixels={max_request_pixels}")
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"Model name must be a plain directory name. Received: name={name!r}")
     model_dir = pathlib.Path(base_dir) / name
-    model_dir.mkdir(parents=True, exist_ok=True)
+    created = fileio.make_dirs(model_dir)
+    try:
+        return _export(model, model_dir, name, version, int(max_pixels), int(max_request_pixels),
+                       warmup, overwrite)
+    except BaseException:
+        fileio.remove_empty_dirs(created)  # a failed export leaves no empty folders
+        raise
+
+
+def _export(model, model_dir, name, version, max_pixels, max_request_pixels, warmup, overwrite):
+    import keras
+
     if version is None:
         version = next_version(model_dir)
     version = int(version)
@@ -79,13 +104,21 @@ def export_savedmodel(model, base_dir, name="maxim", version=None, max_pixels=DE
                               f"--overwrite to replace it, or another version)")
 
     multiple = tuple(model.size_multiple)
-    max_pixels = int(max_pixels)
 
     def restore(images):
-        check = graph.check_max_pixels(images, max_pixels)
+        shape = tf.shape(images, out_type=tf.int64)
+        # In this order, so an oversized single image gets the per-image message.
+        with tf.control_dependencies([graph.check_max_pixels(images, max_pixels)]):
+            check = graph.check_request_pixels(shape[0], shape[0] * shape[1] * shape[2],
+                                               max_request_pixels)
         with tf.control_dependencies([check]):
             images = tf.identity(images)
         return {OUTPUT_NAME: graph.restore_any_size(model, images)}
+
+    def header_size(data):
+        size = graph.encoded_image_size(data)
+        with tf.control_dependencies([graph.check_pixels(size[0], size[1], max_pixels)]):
+            return tf.identity(size)
 
     def restore_one_encoded(data):
         image = tf.io.decode_image(data, channels=3, dtype=tf.float32, expand_animations=False)
@@ -98,6 +131,13 @@ def export_savedmodel(model, base_dir, name="maxim", version=None, max_pixels=DE
         return tf.io.encode_png(out)
 
     def restore_bytes(image_bytes):
+        # Sizes from the headers first: a bomb is refused before anything is decoded.
+        sizes = tf.map_fn(header_size, image_bytes,
+                          fn_output_signature=tf.TensorSpec([2], tf.int64))
+        total = tf.reduce_sum(sizes[:, 0] * sizes[:, 1])
+        check = graph.check_request_pixels(tf.size(image_bytes), total, max_request_pixels)
+        with tf.control_dependencies([check]):
+            image_bytes = tf.identity(image_bytes)
         png = tf.map_fn(restore_one_encoded, image_bytes,
                         fn_output_signature=tf.TensorSpec([], tf.string))
         return {BYTES_OUTPUT_NAME: png}

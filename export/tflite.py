@@ -24,7 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from maxim_tf import fused
+from maxim_tf import fileio, fused
 from maxim_tf.export import graph
 from maxim_tf.litert import INPUT_NAME, OUTPUT_NAME, SIGNATURE, TFLiteRunner  # noqa: F401
 from maxim_tf.export.io import atomic_write_bytes, load_images
@@ -106,31 +106,48 @@ def export_tflite_set(model, paths, input_size=None, batch_size=None, representa
         shape = [batch_size, None, None, 3]
 
     written = {}
-    with tempfile.TemporaryDirectory(prefix="maxim_tflite_") as tmp:
-        # Through a Keras ExportArchive: it lets the converter freeze the Keras
-        # variables into constants (a tf.Module holding the model would leave
-        # 1000+ READ_VARIABLE ops and defeat quantization).
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        # Builtin ops only: trace without the TF-runtime fusion patterns.
-        with fused.portable_graph():
-            archive.add_endpoint(
-                SIGNATURE, lambda images: {OUTPUT_NAME: graph.restore_any_size(model, images)},
-                input_signature=[tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)])
-            archive.write_out(tmp, verbose=False)
-        for quantization, path in paths.items():
-            samples = None
-            if quantization == "int8":
-                size = input_size or tuple(calibration_size)
-                samples = calibration_samples(representative_data, num_calibration_images, size)
-                if shape[0] is not None and shape[0] > 1:  # fixed batch: calibrate whole batches
-                    samples = [np.concatenate([samples[(i + k) % len(samples)]
-                                               for k in range(shape[0])])
-                               for i in range(len(samples))]
-            flatbuffer = _convert(tmp, quantization, samples, int8_io)
-            flatbuffer = describe(flatbuffer, model_info(model, quantization, int8_io, shape))
-            written[quantization] = atomic_write_bytes(path, flatbuffer)
+    # The intermediate SavedModel (as large as the model) goes beside the first output,
+    # not in $TMPDIR: a run stopped hard leaves it where the user looks, with a name that
+    # says what it is, and clean-up on any exception (SIGTERM included, as maxim-tf turns
+    # it into one) removes it; folders made for the outputs go too if nothing was written.
+    folder = pathlib.Path(next(iter(paths.values()))).absolute().parent
+    created = fileio.make_dirs(folder)
+    try:
+        with tempfile.TemporaryDirectory(prefix=".maxim_tflite_tmp_", dir=folder) as tmp:
+            _convert_all(model, paths, shape, input_size, representative_data,
+                         num_calibration_images, calibration_size, int8_io, tmp, written)
+    except BaseException:
+        fileio.remove_empty_dirs(created)
+        raise
     return written
+
+
+def _convert_all(model, paths, shape, input_size, representative_data, num_calibration_images,
+                 calibration_size, int8_io, tmp, written):
+    """Trace ``model`` once into the SavedModel ``tmp``, convert it per quantization."""
+    # Through a Keras ExportArchive: it lets the converter freeze the Keras
+    # variables into constants (a tf.Module holding the model would leave
+    # 1000+ READ_VARIABLE ops and defeat quantization).
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    # Builtin ops only: trace without the TF-runtime fusion patterns.
+    with fused.portable_graph():
+        archive.add_endpoint(
+            SIGNATURE, lambda images: {OUTPUT_NAME: graph.restore_any_size(model, images)},
+            input_signature=[tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)])
+        archive.write_out(tmp, verbose=False)
+    for quantization, path in paths.items():
+        samples = None
+        if quantization == "int8":
+            size = input_size or tuple(calibration_size)
+            samples = calibration_samples(representative_data, num_calibration_images, size)
+            if shape[0] is not None and shape[0] > 1:  # fixed batch: calibrate whole batches
+                samples = [np.concatenate([samples[(i + k) % len(samples)]
+                                           for k in range(shape[0])])
+                           for i in range(len(samples))]
+        flatbuffer = _convert(tmp, quantization, samples, int8_io)
+        flatbuffer = describe(flatbuffer, model_info(model, quantization, int8_io, shape))
+        written[quantization] = atomic_write_bytes(path, flatbuffer)
 
 
 METADATA_NAME = "maxim_tf"

@@ -46,3 +46,40 @@ def atomic_write_bytes(path, data):
             f.flush()
             os.fsync(f.fileno())
     return path
+
+
+def make_dirs(path):
+    """``os.makedirs(path, exist_ok=True)`` that returns the folders it created, deepest first.
+
+    Pass the list to :func:`remove_empty_dirs` when the run that needed them fails,
+    so a failed command leaves no empty folders behind.
+    """
+    path = os.path.abspath(os.fspath(path))
+    missing = []
+    while not os.path.isdir(path):
+        missing.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    os.makedirs(missing[0] if missing else path, exist_ok=True)
+    return missing
+
+
+def remove_empty_dirs(created):
+    """Remove the folders of ``created`` (from :func:`make_dirs`) that are empty, deepest first.
+
+    Empty sub-folders the run made inside them are removed too; files are never touched.
+    Returns the folders removed.
+    """
+    removed = []
+    for top in sorted(set(created), key=len, reverse=True):
+        if not os.path.isdir(top):
+            continue
+        for folder, _, _ in sorted(os.walk(top), key=lambda entry: len(entry[0]), reverse=True):
+            try:
+                os.rmdir(folder)  # only succeeds on an empty folder
+                removed.append(folder)
+            except OSError:
+                pass
+    return removed

@@ -180,7 +180,7 @@ def resolve_model(name_or_path, progress=True):
         f"(see `maxim-tf models`).")
 
 
-def load_model(name_or_path, progress=True):
+def load_model(name_or_path, progress=True, require_maxim=False):
     """Load a MAXIM ``.keras`` model (safe mode) by path, saved name or preset.
 
     Returns:
@@ -190,16 +190,10 @@ def load_model(name_or_path, progress=True):
         ModelNotFoundError, ModelFileError, DownloadError: see :func:`resolve_model`;
         ModelFileError also when the file does not load as a Keras model.
     """
-    path = resolve_model(name_or_path, progress=progress)
-    return _load_keras(path)
+    from maxim_tf.modelfile import load_keras_model
 
-
-def _load_keras(path):
-    import keras
-
-    import maxim_tf.model  # noqa: F401  (registers MAXIM and its layers for deserialization)
-
-    return keras.saving.load_model(path, compile=False, safe_mode=True)
+    return load_keras_model(resolve_model(name_or_path, progress=progress),
+                            require_maxim=require_maxim)
 
 
 # ----------------------------------------------------------------------------------------

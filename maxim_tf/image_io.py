@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from maxim_tf import fileio
+from maxim_tf.errors import MaximError
 
 DEFAULT_MAX_PIXELS = 100_000_000
 JPEG_QUALITY = 95
@@ -42,7 +43,7 @@ _CONVERT = {"1": "L", "La": "LA", "PA": "RGBA", "RGBa": "RGBA", "RGBX": "RGB", "
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-class ImageIOError(Exception):
+class ImageIOError(MaximError):
     """An image file could not be read or written; the message names file and problem."""
 
     def __init__(self, path, problem):
@@ -69,6 +70,8 @@ class LoadedImage:
         format: Pillow format name of the file ("PNG", "JPEG", ...).
         path: the file read.
         icc_profile: embedded ICC profile bytes, or None (written back as is).
+        frames: frames (animated GIF/WebP/PNG) or pages (TIFF) in the file; only the
+            first is read.
     """
 
     pixels: np.ndarray
@@ -76,6 +79,7 @@ class LoadedImage:
     format: str
     path: str
     icc_profile: bytes | None = None
+    frames: int = 1
 
     @property
     def grayscale(self):
@@ -221,6 +225,7 @@ def read_image(path, max_pixels=DEFAULT_MAX_PIXELS):
             if im.mode in ("CMYK", "LAB", "HSV"):
                 icc = None  # a profile for another colour space would mislabel the RGB output
             orientation = im.getexif().get(0x0112)
+            frames = int(getattr(im, "n_frames", 1) or 1)
             im.load()  # decode fully here so truncation is detected now
             if fmt == "PNG" and _png_bit_depth(path) == 16:
                 array, mode = _decode_png16(path), None
@@ -238,7 +243,8 @@ def read_image(path, max_pixels=DEFAULT_MAX_PIXELS):
     if height == 0 or width == 0:
         raise ImageReadError(path, "image has no pixels")
     pixels, alpha = _split_alpha(apply_orientation(array, orientation), mode)
-    return LoadedImage(pixels=pixels, alpha=alpha, format=fmt or "PNG", path=path, icc_profile=icc)
+    return LoadedImage(pixels=pixels, alpha=alpha, format=fmt or "PNG", path=path, icc_profile=icc,
+                       frames=frames)
 
 
 def output_format(input_format, requested=None):

@@ -29,6 +29,9 @@ def padded_inputs():
     finally:
         _STATE.padded = previous
 
+# Keyword arguments passed on to keras.Model; anything else is a typo (Keras would ignore it).
+_KERAS_KWARGS = ("name", "trainable", "dtype")
+
 
 @keras.saving.register_keras_serializable(package="maxim_tf")
 class MAXIM(keras.Model):
@@ -91,6 +94,12 @@ class MAXIM(keras.Model):
             channels_reduction=channels_reduction, num_outputs=num_outputs,
             dropout_rate=dropout_rate,
         )
+        unknown = sorted(set(kwargs) - set(_KERAS_KWARGS))
+        if unknown:
+            raise TypeError(
+                f"MAXIM got unexpected keyword argument(s) {', '.join(map(repr, unknown))}. "
+                f"Valid: {', '.join(sorted(config))}, return_all_outputs, "
+                f"{', '.join(_KERAS_KWARGS)}.")
         _check_config(config)
         if any_size and return_all_outputs:
             raise ValueError("any_size=True crops the restored image back to the input size; it "

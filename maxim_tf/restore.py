@@ -29,6 +29,8 @@ import os
 
 import numpy as np
 
+from maxim_tf.errors import MaximError
+
 # Tolerance for float inputs slightly outside [0, 1] (e.g. a previous model output).
 _FLOAT_RANGE_TOLERANCE = 1e-3
 # ITU-R BT.601 luma, as Pillow's RGB -> L conversion: restored grayscale = luma of RGB output.
@@ -37,6 +39,10 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 # (same outputs to float precision, no TensorFlow import, no tracing); "keras": always Keras.
 BACKENDS = ("auto", "keras", "litert")
 BACKEND_ENV = "MAXIM_TF_BACKEND"
+
+
+class NonFiniteOutputError(MaximError, ValueError):
+    """The model returned NaN or Inf values."""
 
 
 # ----------------------------------------------------------------------------------------
@@ -242,13 +248,33 @@ def _from_float(y, dtype):
     """Convert restored float32 in [0, 1] to ``dtype`` (integers are clipped and rounded).
 
     Works in place on ``y`` (a fresh array owned by the caller) to keep peak memory low.
+    Float dtypes (float16, float32, float64) get the model's values unclipped.
     """
     if dtype not in (np.uint8, np.uint16):
-        return y.astype(np.float32, copy=False)
+        return y.astype(dtype, copy=False)
     np.clip(y, 0.0, 1.0, out=y)
     y *= 255.0 if dtype == np.uint8 else 65535.0
     np.rint(y, out=y)
     return y.astype(dtype)
+
+
+def _nested_list_array(images):
+    """A nested Python list of numbers as an array, or None if ``images`` is a list of images."""
+    if any(isinstance(item, np.ndarray) or hasattr(item, "__array__") for item in images):
+        return None  # a list of images, each restored on its own
+    try:
+        x = np.asarray(images)
+    except ValueError:
+        x = None  # ragged
+    if x is None or x.dtype == object or x.ndim < 2:
+        raise TypeError("Nested lists must hold numbers in the shape of one image [H, W], "
+                        "[H, W, C] or a batch [N, H, W, C]; pass NumPy arrays for images of "
+                        "different sizes.")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise TypeError(f"A nested list of {x.dtype.name} values is ambiguous (8-bit or 16-bit?): "
+                        f"pass np.asarray(images, dtype=np.uint8) (or uint16), or floats in "
+                        f"[0, 1].")
+    return x
 
 
 def _as_batch(images):
@@ -302,9 +328,13 @@ class Restorer:
     Call it on an ``[H, W]``, ``[H, W, C]`` image or ``[N, H, W, C]`` batch,
     C = 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA), of dtype uint8,
     uint16 or float in [0, 1]; or on a list of such images (of any sizes).
-    The result has the input's shape and dtype: integer outputs are clipped
-    and rounded; float outputs are the model's raw values (not clipped, as the
-    official evaluation scores them). Gray images run as RGB and come back as
+    The result has the input's shape and dtype (uint8, uint16, float16, float32
+    or float64): integer outputs are clipped and rounded; float outputs are the
+    model's raw values (not clipped, as the official evaluation scores them).
+    A nested Python list of floats (``image.tolist()`` of a float image) is
+    taken as one array; nested lists of integers are refused as ambiguous
+    (8 or 16 bit?). A model output with NaN or Inf raises
+    :class:`NonFiniteOutputError`. Gray images run as RGB and come back as
     BT.601 luma; an alpha channel is passed through untouched.
 
     Example:
@@ -394,7 +424,10 @@ class Restorer:
     def __call__(self, images):
         """Restore an image, a batch, or a list of images; see the class docstring."""
         if isinstance(images, (list, tuple)):
-            return [self(image) for image in images]
+            array = _nested_list_array(images)
+            if array is None:
+                return [self(image) for image in images]
+            images = array
         batch, (single, squeeze_channel) = _as_batch(images)
         channels = batch.shape[-1]
         has_alpha = channels in (2, 4)
@@ -402,7 +435,7 @@ class Restorer:
         restored = self.restore_float(_to_float(color))
         if color.shape[-1] == 1:
             restored = (restored @ _LUMA)[..., None]
-        out = _from_float(restored, batch.dtype if batch.dtype in (np.uint8, np.uint16) else np.float32)
+        out = _from_float(restored, batch.dtype)
         if has_alpha:
             out = np.concatenate([out, batch[..., -1:].astype(out.dtype)], axis=-1)
         if single:
@@ -419,6 +452,10 @@ class Restorer:
 
         Returns:
             A new ``[N, H, W, 3]`` float32 array: the model's output, not clipped.
+
+        Raises:
+            NonFiniteOutputError: the model gave NaN or Inf (corrupt weights, or an
+                overflow in reduced precision): never returned as an image.
         """
         if x.shape[-1] == 1:
             x = np.repeat(x, 3, axis=-1)
@@ -429,7 +466,14 @@ class Restorer:
             y = tiled[0] if len(tiled) == 1 else np.concatenate(tiled)
         else:
             y = self._run(padded)
-        return np.ascontiguousarray(crop_to(y, offset, (h, w)))
+        y = np.ascontiguousarray(crop_to(y, offset, (h, w)))
+        finite = np.isfinite(y)
+        if not finite.all():
+            bad = y.size - int(np.count_nonzero(finite))
+            raise NonFiniteOutputError(
+                f"the model output is not finite ({bad} of {y.size} values are NaN or Inf): its "
+                f"weights may be corrupt (reconvert or retrain it)")
+        return y
 
     # -- internals ----------------------------------------------------------------------
 

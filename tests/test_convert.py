@@ -129,7 +129,7 @@ def test_cli_error_exit_code(tmp_path, capsys):
     bad.write_text("not a checkpoint")
     code = main(["convert", str(bad), "-o", str(tmp_path / "x.keras")])
     err = capsys.readouterr().err
-    assert code == 1
+    assert code == 2  # nothing done: a usage/data error (maxim_tf.errors)
     assert "bad.npz" in err and "not an .npz checkpoint" in err
     assert not (tmp_path / "x.keras").exists()
 

@@ -6,6 +6,7 @@ import pytest
 from conftest import FIXTURES
 
 from maxim_tf.cli import main
+from maxim_tf.errors import ModelFileError
 from maxim_tf.export import export_model
 
 
@@ -29,16 +30,16 @@ def test_unknown_format_is_a_cli_error(keras_file, capsys):
 
 def test_missing_model_path_is_a_cli_error(tmp_path, capsys):
     code = main(["export", str(tmp_path / "missing.keras"), "--format", "onnx"])
-    assert code == 1
+    assert code == 2  # a model-file error: nothing done (maxim_tf.errors)
     err = capsys.readouterr().err
-    assert "Model file not found" in err and "missing.keras" in err
+    assert "no such model file" in err and "missing.keras" in err
 
 
 def test_not_a_keras_file_is_a_cli_error(tmp_path, capsys):
     bad = tmp_path / "model.h5"
     bad.write_bytes(b"nothing")
-    assert main(["export", str(bad), "--format", "onnx"]) == 1
-    assert "ending in .keras" in capsys.readouterr().err
+    assert main(["export", str(bad), "--format", "onnx"]) == 2
+    assert "not a .keras model file" in capsys.readouterr().err
 
 
 def test_bad_input_size_is_a_cli_error(keras_file, capsys):
@@ -55,7 +56,7 @@ def test_api_rejects_unknown_format_and_bad_options(keras_file, tmp_path):
         export_model(keras_file, tmp_path / "x.tflite", "tflite", quantization="int4")
     with pytest.raises(ValueError, match="int8_io='uint8' needs quantization='int8'"):
         export_model(keras_file, tmp_path / "x.tflite", "tflite", int8_io="uint8")
-    with pytest.raises(FileNotFoundError, match="Model file not found"):
+    with pytest.raises(ModelFileError, match="no such model file"):
         export_model(tmp_path / "none.keras", tmp_path / "x.onnx", "onnx")
 
 

@@ -37,8 +37,10 @@ def model():
 @pytest.fixture(scope="module")
 def artifacts(model, tmp_path_factory):
     out = tmp_path_factory.mktemp("export_matrix")
+    # Requests of the tests hold up to two images near the per-image limit.
     paths = {"savedmodel": export_model(model, out / "serving", "savedmodel", name="tiny",
-                                        max_pixels=MAX_PIXELS)[0],
+                                        max_pixels=MAX_PIXELS,
+                                        max_request_pixels=4 * MAX_PIXELS)[0],
              "onnx": export_model(model, out / "tiny.onnx", "onnx")[0]}
     tflite = export_tflite_set(model, {q: out / f"tiny_{q}.tflite" for q in TFLITE},
                                num_calibration_images=4)

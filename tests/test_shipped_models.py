@@ -1,6 +1,5 @@
 """The trained models shipped in saved_models/: loadable, small, and restoring for real."""
 
-import pathlib
 
 import keras
 import numpy as np

@@ -9,6 +9,8 @@ import copy
 import json
 import pathlib
 
+from maxim_tf.errors import MaximError
+
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent / "configs"
 
 DEFAULTS = {
@@ -54,7 +56,7 @@ DEFAULTS = {
 TASKS = ("denoise", "deblur", "derain", "dehaze", "enhance")
 
 
-class ConfigError(ValueError):
+class ConfigError(MaximError, ValueError):
     """An invalid training configuration."""
 
 
@@ -70,8 +72,19 @@ def _merge(base, update, path=""):
                                   f"Received: {value!r}")
             out[key] = _merge(base[key], value, path + key + ".")
         else:
+            _check_type(path + key, base[key], value)
             out[key] = copy.deepcopy(value)
     return out
+
+
+def _check_type(key, default, value):
+    """A value of the kind its default has: booleans stay booleans, numbers numbers."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false. Received: {key}={value!r}")
+    elif isinstance(default, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} must be a number. Received: {key}={value!r}")
 
 
 def _parse_value(text):
@@ -127,6 +140,18 @@ def load_config(source=None, overrides=None):
     return config
 
 
+def _check_model_section(model):
+    from maxim_tf.presets import DEFAULT_CONFIG
+
+    if not isinstance(model, dict):
+        raise ConfigError(f"Config key 'model' must be an object of MAXIM constructor arguments. "
+                          f"Received: {model!r}")
+    unknown = sorted(set(model) - set(DEFAULT_CONFIG))
+    if unknown:
+        raise ConfigError(f"Unknown config key(s) {', '.join(repr('model.' + k) for k in unknown)}"
+                          f". Known keys at this level: {sorted(DEFAULT_CONFIG)}")
+
+
 def validate(c):
     def positive_int(key, value):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -149,9 +174,12 @@ def validate(c):
     if not 0 <= opt["warmup_steps"] < c["steps"]:
         raise ConfigError(f"optimizer.warmup_steps must be in [0, steps). Received: "
                           f"warmup_steps={opt['warmup_steps']}, steps={c['steps']}")
-    if opt["clip_global_norm"] is not None and not opt["clip_global_norm"] > 0:
+    clip = opt["clip_global_norm"]
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float))
+                             or not clip > 0):
         raise ConfigError(f"optimizer.clip_global_norm must be null or > 0. "
                           f"Received: {opt['clip_global_norm']!r}")
+    _check_model_section(c["model"])
     if not c["model_dir"]:
         raise ConfigError("model_dir is required (checkpoints and logs go there): "
                           "pass --model-dir or set model_dir in the config.")

@@ -22,9 +22,12 @@ of a global batch is the same whatever the number of replicas and workers.
 
 Bad input (checked before training starts): input/target name mismatches or
 size mismatches raise ``DataError`` listing the first offenders; an empty
-source raises ``DataError``; unreadable images are skipped and counted in a
-warning. A file that becomes unreadable during training is dropped by
-``ignore_errors`` instead of stopping the run (also with a warning).
+source raises ``DataError``; images the pipeline's own decoder cannot read,
+or too small for the crop (see :func:`min_image_side`), are skipped and
+counted in a warning. A file that becomes unreadable during training is
+dropped (with a warning) instead of stopping the run, but
+:data:`MAX_CONSECUTIVE_DROPS` dropped examples in a row stop it with a
+``DataError`` instead of spinning forever.
 """
 
 import concurrent.futures
@@ -35,17 +38,22 @@ import pathlib
 import numpy as np
 import tensorflow as tf
 
+from maxim_tf import image_io
+from maxim_tf.errors import MaximError
 from maxim_tf.training import degrade as degrade_lib
 
 log = logging.getLogger("maxim_tf.training")
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+IMAGE_EXTENSIONS = image_io.IMAGE_EXTENSIONS
 # tf.io.decode_image handles these; the others are read with Pillow.
 _TF_DECODABLE = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 MAX_LISTED = 5
+# Examples dropped in a row (undecodable files) after which training stops with a DataError.
+MAX_CONSECUTIVE_DROPS = 64
+_DROPS_MARKER = "maxim_tf: consecutive training examples failed"
 
 
-class DataError(ValueError):
+class DataError(MaximError, ValueError):
     """Training data that cannot be used (mismatched pairs, empty folders...)."""
 
 
@@ -60,23 +68,49 @@ def list_images(folder):
                   if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
-def _probe(path):
-    """(width, height) of a readable image, or None if Pillow cannot decode it."""
-    from PIL import Image
+def min_image_side(crop_size):
+    """Smallest image side the pipeline can pad up to a ``crop_size`` crop (see :func:`_pad_to`).
+
+    Reflect padding adds at most ``side - 1`` pixels, the symmetric padding after it at
+    most the reflected size, so a side below ``(crop_size + 2) / 4`` cannot be padded.
+    """
+    return max(1, -(-(int(crop_size) + 2) // 4))
+
+
+def _probe(path, tf_decodable=None):
+    """(width, height) of an image as the pipeline decodes it, or None if it cannot.
+
+    Uses the decoder training will use (:func:`_loader`): ``tf.io.decode_image`` for
+    PNG/JPEG/BMP/GIF sources, Pillow otherwise, so a file Pillow reads but TensorFlow
+    cannot (TIFF data named ``.png``) is caught here, not by an endless training loop.
+    """
+    path = pathlib.Path(path)
+    if tf_decodable is None:
+        tf_decodable = path.suffix.lower() in _TF_DECODABLE
     try:
+        if tf_decodable:
+            h, w = _decode_uint8(tf.io.read_file(str(path))).shape[:2]
+            return int(w), int(h)
+        from PIL import Image
         with Image.open(path) as im:
-            size = im.size
-            im.load()  # full decode: catches truncated files, not just bad headers
-        return size
+            im.convert("RGB").load()  # full decode, as _read_pillow does
+            return im.size
     except Exception:  # noqa: BLE001 - any decoder failure means "unreadable"
         return None
 
 
-def probe_images(paths, workers=None):
-    """Sizes of ``paths`` (None where unreadable), decoding in a thread pool."""
+def probe_images(paths, workers=None, tf_decodable=None):
+    """Sizes of ``paths`` (None where unreadable), decoding in a thread pool.
+
+    Args:
+        paths: image files.
+        workers: threads (default: 2 per core, at most 16).
+        tf_decodable: decode all with TensorFlow (True), all with Pillow (False), or by
+            extension (None); pass what :func:`_loader` picks for the same files.
+    """
     workers = workers or min(16, (os.cpu_count() or 2) * 2)
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(_probe, paths))
+        return list(pool.map(lambda p: _probe(p, tf_decodable), paths))
 
 
 def _warn_unreadable(bad, what):
@@ -85,23 +119,58 @@ def _warn_unreadable(bad, what):
         log.warning("Skipped %d unreadable %s (first: %s)", len(bad), what, shown)
 
 
-def scan_clean_folder(folder, min_size=None):
-    """Readable clean photos under ``folder``; unreadable ones are skipped with a warning.
+def _warn_small(small, min_side, crop_size, what):
+    if small:
+        shown = ", ".join(str(p) for p in small[:MAX_LISTED])
+        log.warning("Skipped %d %s smaller than %dx%d, the least a %dx%d crop can be padded "
+                    "from (first: %s)", len(small), what, min_side, min_side, crop_size,
+                    crop_size, shown)
 
-    Raises DataError if none is left.
+
+def _uses_tf_decoder(paths):
+    return all(pathlib.Path(p).suffix.lower() in _TF_DECODABLE for p in paths)
+
+
+def scan_clean_folder(folder, crop_size=None):
+    """Usable clean photos under ``folder``: unreadable or too small ones are skipped with a warning.
+
+    Args:
+        folder: searched recursively.
+        crop_size: training crop side; images below :func:`min_image_side` are skipped.
+
+    Returns:
+        ``(paths, sizes)``.
+
+    Raises:
+        DataError: none is left, naming why.
     """
     paths = list_images(folder)
     if not paths:
         raise DataError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) found under {folder}")
-    sizes = probe_images(paths)
-    good = [(p, s) for p, s in zip(paths, sizes) if s is not None]
-    _warn_unreadable([p for p, s in zip(paths, sizes) if s is None], "images")
+    sizes = probe_images(paths, tf_decodable=_uses_tf_decoder(paths))
+    unreadable = [p for p, s in zip(paths, sizes) if s is None]
+    _warn_unreadable(unreadable, "images")
+    min_side = min_image_side(crop_size) if crop_size else 1
+    small = [p for p, s in zip(paths, sizes) if s is not None and min(s) < min_side]
+    _warn_small(small, min_side, crop_size, "images")
+    good = [(p, s) for p, s in zip(paths, sizes) if s is not None and min(s) >= min_side]
     if not good:
-        raise DataError(f"None of the {len(paths)} images under {folder} could be read.")
+        raise DataError(_none_usable(f"{len(paths)} images under {folder}", len(unreadable),
+                                     len(small), min_side, crop_size))
     return [p for p, _ in good], [s for _, s in good]
 
 
-def scan_pairs(root):
+def _none_usable(what, unreadable, small, min_side, crop_size):
+    reasons = []
+    if unreadable:
+        reasons.append(f"{unreadable} could not be decoded by the training pipeline's decoder")
+    if small:
+        reasons.append(f"{small} are smaller than {min_side}x{min_side}, too small for "
+                       f"crop_size={crop_size}")
+    return f"None of the {what} could be read: " + "; ".join(reasons) + "."
+
+
+def scan_pairs(root, crop_size=None):
     """Match ``root/input/*`` with ``root/target/*`` by file stem and check them.
 
     Returns:
@@ -144,7 +213,9 @@ def scan_pairs(root):
     stems = sorted(files["input"])
     inputs = [files["input"][s] for s in stems]
     targets = [files["target"][s] for s in stems]
-    in_sizes, tg_sizes = probe_images(inputs), probe_images(targets)
+    tf_decodable = _uses_tf_decoder(inputs + targets)
+    in_sizes = probe_images(inputs, tf_decodable=tf_decodable)
+    tg_sizes = probe_images(targets, tf_decodable=tf_decodable)
     unreadable = [s for s, a, b in zip(stems, in_sizes, tg_sizes) if a is None or b is None]
     _warn_unreadable(unreadable, f"input/target pairs in {root}")
     mismatched = [f"{s}: input {a[0]}x{a[1]} vs target {b[0]}x{b[1]}"
@@ -153,19 +224,26 @@ def scan_pairs(root):
     if mismatched:
         raise DataError(f"{len(mismatched)} pair(s) in {root} have different input and target "
                         f"sizes, first: " + "; ".join(mismatched[:MAX_LISTED]))
+    min_side = min_image_side(crop_size) if crop_size else 1
+    small = [s for s, a in zip(stems, in_sizes) if a is not None and min(a) < min_side]
+    _warn_small(small, min_side, crop_size, f"pairs in {root}")
     keep = [i for i, (a, b) in enumerate(zip(in_sizes, tg_sizes))
-            if a is not None and b is not None]
+            if a is not None and b is not None and min(a) >= min_side]
     if not keep:
-        raise DataError(f"None of the {len(stems)} pairs in {root} could be read.")
+        raise DataError(_none_usable(f"{len(stems)} pairs in {root}", len(unreadable),
+                                     len(small), min_side, crop_size))
     return ([inputs[i] for i in keep], [targets[i] for i in keep], [in_sizes[i] for i in keep])
 
 
 # ---------------------------------------------------------------- decoding
 
+def _decode_uint8(data):
+    return tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
+
+
 def _decode(data):
     """Encoded image bytes -> float32 [H, W, 3] in [0, 1]."""
-    image = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
-    return tf.image.convert_image_dtype(image, tf.float32)
+    return tf.image.convert_image_dtype(_decode_uint8(data), tf.float32)
 
 
 def _read_pillow(path):
@@ -301,8 +379,8 @@ def _loader(paths, cache):
     return _load_pillow
 
 
-def paired_folder_source(root, cache=False):
-    inputs, targets, _ = scan_pairs(root)
+def paired_folder_source(root, cache=False, crop_size=None):
+    inputs, targets, _ = scan_pairs(root, crop_size)
     load_one = _loader(inputs + targets, cache)
 
     def load(record, seed):
@@ -331,9 +409,12 @@ def detail_repeats(paths, max_repeat):
     return np.clip(np.round(d / max(np.median(d), 1.0)), 1, max_repeat).astype(int).tolist()
 
 
-def synthetic_source(folder, degradations, cache=False, detail_weighting=None):
-    specs = degrade_lib.validate(degradations)
-    paths, _ = scan_clean_folder(folder)
+def synthetic_source(folder, degradations, cache=False, detail_weighting=None, crop_size=None):
+    try:
+        specs = degrade_lib.validate(degradations)
+    except ValueError as e:
+        raise DataError(f"data.{e}") from None
+    paths, _ = scan_clean_folder(folder, crop_size)
     if detail_weighting:
         if not isinstance(detail_weighting, int) or detail_weighting < 1:
             raise DataError(f"data.detail_weighting must be a positive integer (the largest "
@@ -383,12 +464,13 @@ DATA_KEYS = {
 }
 
 
-def make_source(data, split="train"):
+def make_source(data, split="train", crop_size=None):
     """Build the :class:`Source` described by a config's ``data`` section.
 
     Keys by ``data["source"]``: paired_folder: root, val_root, cache;
     synthetic: folder, val_folder, degradations, cache; tfds: name, data_dir,
     manual_dir, train_split, val_split. ``cache`` keeps the encoded files in memory.
+    ``crop_size``: folder images too small for it are skipped (see :func:`min_image_side`).
     """
     kind = data.get("source")
     if kind in DATA_KEYS:
@@ -399,7 +481,7 @@ def make_source(data, split="train"):
     cache = bool(data.get("cache", False))
     if kind == "paired_folder":
         key = "val_root" if split != "train" else "root"
-        return paired_folder_source(_required(data, key), cache=cache)
+        return paired_folder_source(_required(data, key), cache=cache, crop_size=crop_size)
     if kind == "synthetic":
         key = "val_folder" if split != "train" else "folder"
         if not data.get("degradations"):
@@ -407,7 +489,7 @@ def make_source(data, split="train"):
                             "data.source='synthetic'")
         weighting = data.get("detail_weighting") if split == "train" else None
         return synthetic_source(_required(data, key), data["degradations"], cache=cache,
-                                detail_weighting=weighting)
+                                detail_weighting=weighting, crop_size=crop_size)
     if kind == "tfds":
         return tfds_source(_required(data, "data_dir"), data.get("manual_dir"),
                            data.get(f"{split}_split", split), data.get("name"))
@@ -448,6 +530,52 @@ def _mixup_pair(inputs, targets, counters, seed, prob, alpha):
     return mix(inputs), mix(targets), counters
 
 
+def _map_dropping_failures(ds, fn, crop_size, parallel_calls, limit=None):
+    """``ds.map(fn)`` where a failing example is dropped, but not endlessly.
+
+    Each example is made in a one-element dataset with ``ignore_errors`` and a
+    placeholder behind it, so a failure yields the placeholder (flagged) instead of
+    silently pulling the next record from the endless stream; a scan counts failures
+    in a row and raises (InvalidArgumentError carrying ``_DROPS_MARKER``) at ``limit``.
+    """
+    limit = int(limit or MAX_CONSECUTIVE_DROPS)
+
+    def made_ok(rec, c):
+        return (*fn(rec, c), tf.constant(True))
+
+    def one(rec, c):
+        made = tf.data.Dataset.from_tensors((rec, c)).map(made_ok).ignore_errors(log_warning=True)
+        zero = tf.zeros([crop_size, crop_size, 3], tf.float32)
+        failed = tf.data.Dataset.from_tensors((zero, zero, c, tf.constant(False)))
+        return made.concatenate(failed).take(1)
+
+    def count(run, example):
+        ok = example[-1]
+        run = tf.where(ok, tf.constant(0, tf.int64), run + 1)
+        check = tf.debugging.assert_less(
+            run, tf.constant(limit, tf.int64),
+            message=f"{_DROPS_MARKER}: {limit} in a row could not be decoded or cropped")
+        with tf.control_dependencies([check]):
+            run = tf.identity(run)
+        return run, example
+
+    ds = ds.interleave(one, cycle_length=4, block_length=1, num_parallel_calls=parallel_calls,
+                       deterministic=True)
+    def succeeded(x, y, c, ok):
+        return ok
+
+    def without_flag(x, y, c, ok):
+        return x, y, c
+
+    ds = ds.scan(tf.constant(0, tf.int64), count)
+    return ds.filter(succeeded).map(without_flag)
+
+
+def is_drop_limit_error(error):
+    """Whether a TensorFlow error is the pipeline's "too many failed examples in a row" stop."""
+    return _DROPS_MARKER in str(getattr(error, "message", error))
+
+
 def train_dataset(source, *, global_batch_size, crop_size, seed, start_step=0,
                   augment=None, input_context=None, parallel_calls=None, prefetch=None):
     """The batched training dataset for one input pipeline.
@@ -482,9 +610,9 @@ def train_dataset(source, *, global_batch_size, crop_size, seed, start_step=0,
     if pipes > 1:
         # Keep this pipeline's slice of every global batch (before any decoding).
         ds = ds.filter(lambda rec, c: (c % global_batch_size) // per_pipe == pipe_id)
-    ds = ds.map(lambda rec, c: make_example(source, rec, c, seed, crop_size, augment),
-                num_parallel_calls=parallel_calls or autotune, deterministic=True)
-    ds = ds.ignore_errors(log_warning=True)
+    ds = _map_dropping_failures(
+        ds, lambda rec, c: make_example(source, rec, c, seed, crop_size, augment),
+        crop_size, parallel_calls or autotune)
     if mixup:
         ds = ds.batch(2, drop_remainder=True).map(
             lambda x, y, c: _mixup_pair(x, y, c, seed, mixup,

@@ -54,7 +54,15 @@ def validate(specs):
             raise ValueError(
                 f"degradations[{i}]: unknown type {kind!r}; choose one of {sorted(_PARAMS)}. "
                 f"Received: {spec!r}")
-        norm = {"type": kind, "p": float(spec.get("p", 1.0))}
+        unknown = set(spec) - {"type", "p", *_PARAMS[kind], *_EXTRA_KEYS.get(kind, ())}
+        if unknown:  # first: a typo explains the "missing" parameter better than its absence
+            raise ValueError(f"degradations[{i}] ({kind}): unknown keys {sorted(unknown)}; "
+                             f"{kind} takes {sorted({'p', *_PARAMS[kind], *_EXTRA_KEYS.get(kind, ())})}.")
+        p = spec.get("p", 1.0)
+        if isinstance(p, bool) or not isinstance(p, (int, float)):
+            raise ValueError(f"degradations[{i}] ({kind}): p must be a number in [0, 1]. "
+                             f"Received: p={p!r}")
+        norm = {"type": kind, "p": float(p)}
         if not 0.0 <= norm["p"] <= 1.0:
             raise ValueError(f"degradations[{i}]: p must be in [0, 1]. Received: p={norm['p']}")
         if kind == "quantize":
@@ -90,9 +98,6 @@ def validate(specs):
             if norm[key][0] <= 0:
                 raise ValueError(f"degradations[{i}] ({kind}): {key} must be > 0. "
                                  f"Received: {norm[key]}")
-        unknown = set(spec) - {"type", "p", *_PARAMS[kind], *_EXTRA_KEYS.get(kind, ())}
-        if unknown:
-            raise ValueError(f"degradations[{i}] ({kind}): unknown keys {sorted(unknown)}.")
         out.append(norm)
     return out
 

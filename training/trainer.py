@@ -35,7 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 import maxim_tf
-from maxim_tf import fileio
+from maxim_tf import errors, fileio
 from maxim_tf.training import config as config_lib
 from maxim_tf.training import data as data_lib
 from maxim_tf.training import losses
@@ -43,8 +43,14 @@ from maxim_tf.training import losses
 log = logging.getLogger("maxim_tf.training")
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(errors.MaximError, RuntimeError):
     """The loss became NaN or infinite."""
+
+    exit_code = errors.EXIT_DIVERGED
+
+
+class MissingCheckpoint(errors.MaximError, FileNotFoundError):
+    """``--resume`` or ``--export-only`` without a checkpoint to start from."""
 
 
 # ---------------------------------------------------------------- strategy
@@ -149,8 +155,8 @@ def _load_init_model(path):
 
     try:
         model = hub.load_model(path)
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f"init_from: {e}") from None
+    except errors.ModelFileError as e:
+        raise errors.ModelFileError(f"init_from: {e}") from None
     if not hasattr(model, "maxim_config"):
         raise config_lib.ConfigError(f"init_from {path} is not a maxim_tf.MAXIM model.")
     if getattr(model, "any_size", False):
@@ -268,12 +274,15 @@ def train(config, resume=False, progress=True, export_only=False):
     ckpt_dir = model_dir / "checkpoints"
     if not chief:  # non-chief workers must save too (collectives), into throw-away dirs
         ckpt_dir = model_dir / "checkpoints_tmp" / _worker_id(strategy)
-    model_dir.mkdir(parents=True, exist_ok=True)
 
     existing = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
     if export_only and not (existing and resume):
-        raise FileNotFoundError(f"--export-only needs --resume and a checkpoint in "
+        raise MissingCheckpoint(f"--export-only needs --resume and a checkpoint in "
                                 f"{model_dir / 'checkpoints'} (found: {existing}).")
+    if resume and not existing:
+        raise MissingCheckpoint(
+            f"--resume: no checkpoint in {model_dir / 'checkpoints'} to resume from (a mistyped "
+            f"--model-dir?); drop --resume to start a new run there.")
     if existing and not resume:
         raise FileExistsError(
             f"{model_dir} already holds checkpoints (latest {existing}). Pass --resume to "
@@ -287,20 +296,52 @@ def train(config, resume=False, progress=True, export_only=False):
 
     log.info("Training on %d replica(s) with %s", strategy.num_replicas_in_sync,
              type(strategy).__name__)
-    source = data_lib.make_source(cfg["data"], "train")
+    source = data_lib.make_source(cfg["data"], "train", crop_size=S_crop)
     log.info("Training data: %s", source.description)
 
     previous_policy = keras.mixed_precision.global_policy()
     if cfg["mixed_precision"]:
         keras.mixed_precision.set_global_policy(cfg["mixed_precision"])
+    created = fileio.make_dirs(model_dir)
     try:
         return _run(cfg, strategy, chief, model_dir, ckpt_dir, existing, source, GB, S_crop,
                     seed, progress, export_only)
+    except BaseException:
+        # A run that fails before writing anything leaves no empty model_dir behind.
+        fileio.remove_empty_dirs(created)
+        raise
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
         if not chief:
             shutil.rmtree(model_dir / "checkpoints_tmp" / _worker_id(strategy),
                           ignore_errors=True)
+
+
+def trim_log(path, step):
+    """Keep ``train_log.jsonl`` consistent with a checkpoint of ``step``.
+
+    Records of steps after ``step`` (written before a kill, replayed by the resumed
+    run) and a half-written last line are dropped, atomically.
+    """
+    path = pathlib.Path(path)
+    if not path.exists():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+            keep = int(record["step"]) <= step
+        except (ValueError, KeyError, TypeError):
+            keep = False
+        if keep:
+            kept.append(line + "\n")
+        else:
+            dropped += 1
+    if dropped:
+        fileio.atomic_write_bytes(path, "".join(kept).encode())
+        log.info("train_log.jsonl: dropped %d record(s) after the checkpoint of step %d",
+                 dropped, step)
+    return dropped
 
 
 def zero_output_convs(model):
@@ -362,6 +403,8 @@ def _run(cfg, strategy, chief, model_dir, ckpt_dir, existing, source, GB, crop, 
         checkpoint.restore(existing).assert_existing_objects_matched()
         log.info("Resumed from %s at step %d", existing, int(step.numpy()))
     start = int(step.numpy())
+    if existing and chief:
+        trim_log(model_dir / "train_log.jsonl", start)
     if export_only:
         export = export_keras(model_config, model, cfg["export"] or model_dir / "model.keras") \
             if chief else None
@@ -423,7 +466,15 @@ def _run(cfg, strategy, chief, model_dir, ckpt_dir, existing, source, GB, crop, 
             for s in range(start + 1, cfg["steps"] + 1):
                 lr = float(optimizer.learning_rate)  # the rate this step uses
                 t0 = time.perf_counter()
-                loss, terms, norm = train_step(iterator)
+                try:
+                    loss, terms, norm = train_step(iterator)
+                except tf.errors.InvalidArgumentError as e:
+                    if not data_lib.is_drop_limit_error(e):
+                        raise
+                    raise data_lib.DataError(
+                        f"{data_lib.MAX_CONSECUTIVE_DROPS} training examples in a row could not "
+                        f"be decoded or cropped (files changed or corrupt since the start?); "
+                        f"stopped at step {s}. See the warnings above for the files.") from None
                 loss = float(loss)
                 seconds = time.perf_counter() - t0
                 if not math.isfinite(loss):
@@ -478,7 +529,7 @@ class _Evaluator:
     def __init__(self, cfg, strategy, model, train_source, crop, seed):
         data = cfg["data"]
         has_val = any(data.get(k) for k in ("val_root", "val_folder", "val_split"))
-        source = data_lib.make_source(data, "val") if has_val else train_source
+        source = data_lib.make_source(data, "val", crop_size=crop) if has_val else train_source
         self.tag = "val" if has_val else "train_sample"
         replicas = strategy.num_replicas_in_sync
         count = max(replicas, cfg["eval_images"] // replicas * replicas)

@@ -36,7 +36,7 @@ def run(args):
             tolerance=args.tolerance)
     except ConversionError as e:
         print(f"maxim-tf convert: error: {e}", file=sys.stderr)
-        return 1
+        return e.exit_code
     cfg = {k: v for k, v in report["config"].items()}
     print(f"Converted {report['tensors']} tensors "
           f"(ignored {report['ignored_entries']} optimizer/state entries).")

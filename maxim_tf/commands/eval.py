@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-from maxim_tf import image_io, metrics
+from maxim_tf import fileio, image_io, metrics
 from maxim_tf.commands.restore import add_model_arguments, check_output_dir, describe_error
 
 DESCRIPTION = """\
@@ -69,6 +69,11 @@ def _to_uint8(rgb255):
 def score_pair(src, target_dir, restorer, args):
     """Restore (if a model is given) and score one input; returns (row dict, panels)."""
     image = image_io.read_image(src, max_pixels=args.max_pixels)
+    if image.frames > 1:
+        from tqdm import tqdm
+
+        tqdm.write(f"{src}: warning: {image.frames} frames/pages; only the first is scored",
+                   file=sys.stderr)
     target_path = find_target(src, target_dir)
     target = to_rgb255(image_io.read_image(target_path, max_pixels=args.max_pixels))
     source = to_rgb255(image)
@@ -86,14 +91,27 @@ def score_pair(src, target_dir, restorer, args):
     return row, (source, output, target)
 
 
+def _protected(path, args):
+    """Raise ValueError if ``path`` is one of the images being scored (inputs or targets)."""
+    real = os.path.realpath(path)
+    for folder in (args.input_dir, args.target_dir):
+        if os.path.dirname(real) == os.path.realpath(folder) and os.path.exists(real):
+            raise ValueError(f"{path} is an image of {folder}, not overwritten; choose another "
+                             f"--save-dir / --side-by-side folder")
+
+
 def _save_extras(src, panels, args):
     source, output, target = panels
     if args.save_dir:
-        image_io.write_image(pathlib.Path(args.save_dir) / f"{src.stem}.png", _to_uint8(output))
+        dst = pathlib.Path(args.save_dir) / f"{src.stem}.png"
+        _protected(dst, args)
+        image_io.write_image(dst, _to_uint8(output))
     if args.side_by_side:
         shown = (source, output, target) if args.model else (output, target)
         strip = np.concatenate([_to_uint8(p) for p in shown], axis=1)
-        image_io.write_image(pathlib.Path(args.side_by_side) / f"{src.stem}.png", strip)
+        dst = pathlib.Path(args.side_by_side) / f"{src.stem}.png"
+        _protected(dst, args)
+        image_io.write_image(dst, strip)
 
 
 def format_csv(rows):
@@ -116,22 +134,30 @@ def mean_scores(rows):
     return mean_psnr, float(np.mean([r["ssim"] for r in rows]))
 
 
-def _prepare_dirs(args):
-    for folder in (args.save_dir, args.side_by_side):
-        problem = folder and check_output_dir(folder)
-        if problem:
-            return problem
+def _prepare_dirs(args, created):
     for folder in (args.input_dir, args.target_dir):
         if not os.path.isdir(folder):
             return f"{folder} is not a directory"
+    for folder in (args.save_dir, args.side_by_side):
+        problem = folder and check_output_dir(folder, created)
+        if problem:
+            return problem
     return None
 
 
 def run(args):
     """Entry point of ``maxim-tf eval``; returns the exit status."""
+    created = []  # output folders this run made: removed again if they stay empty
+    try:
+        return _run(args, created)
+    finally:
+        fileio.remove_empty_dirs(created)
+
+
+def _run(args, created):
     from tqdm import tqdm
 
-    problem = _prepare_dirs(args)
+    problem = _prepare_dirs(args, created)
     if problem:
         print(f"maxim-tf eval: {problem}", file=sys.stderr)
         return 2

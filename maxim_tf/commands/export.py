@@ -43,6 +43,9 @@ def register(subparsers):
     g.add_argument("--version", type=int, help="model version (default: next free number)")
     g.add_argument("--max-pixels", type=int, default=2048 * 2048,
                    help="largest H*W accepted in-graph (default 4194304)")
+    g.add_argument("--max-request-pixels", type=int,
+                   help="largest N*H*W of one request, all its images together "
+                        "(default: --max-pixels)")
     g.add_argument("--no-warmup", action="store_true", help="do not write the warmup requests")
     g.add_argument("--overwrite", action="store_true", help="replace an existing version")
     g = p.add_argument_group("tflite")
@@ -76,7 +79,8 @@ def default_output(args):
 def options(args):
     if args.format == "savedmodel":
         return dict(name=args.name, version=args.version, max_pixels=args.max_pixels,
-                    warmup=not args.no_warmup, overwrite=args.overwrite)
+                    warmup=not args.no_warmup, overwrite=args.overwrite,
+                    max_request_pixels=args.max_request_pixels)
     if args.format == "tflite":
         return dict(quantization=args.quantization, input_size=args.input_size,
                     batch_size=args.batch_size, representative_data=args.representative_data,
@@ -85,20 +89,27 @@ def options(args):
 
 
 def run(args):
+    from maxim_tf.errors import ModelFileError
     from maxim_tf.export import export_model
     from maxim_tf.export.verify import VerificationError
+    from maxim_tf.modelfile import check_keras_file
 
-    from maxim_tf.export.io import load_model
+    from maxim_tf import hub
+    from maxim_tf.errors import MaximError
 
     try:
-        model = load_model(args.model)
-    except (OSError, ValueError, TypeError) as e:
+        model = hub.resolve_model(args.model)  # a path, a shipped name or a preset
+        check_keras_file(model)  # before TensorFlow starts: one line, exit 2
+    except MaximError as e:
         print(f"maxim-tf export: error: {e}", file=sys.stderr)
-        return 1
+        return e.exit_code
     output = pathlib.Path(args.output) if args.output else default_output(args)
     try:
         path, checks = export_model(model, output, args.format, verify=args.verify,
                                     **options(args))
+    except ModelFileError as e:
+        print(f"maxim-tf export: error: {e}", file=sys.stderr)
+        return e.exit_code
     except VerificationError as e:
         print(f"maxim-tf export: verification failed: {e}", file=sys.stderr)
         return 3

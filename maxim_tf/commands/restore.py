@@ -6,7 +6,7 @@ import sys
 import tempfile
 import time
 
-from maxim_tf import image_io
+from maxim_tf import fileio, image_io
 
 DEFAULT_MODEL = "denoise"
 
@@ -16,8 +16,10 @@ official evaluation does (odd sides made even, reflect padding to the model's
 multiple), restored and cropped back to exactly its size. The output keeps the
 input's format (PNG->PNG, JPEG->JPEG at quality 95, 4:4:4), bit depth (16-bit PNG
 stays 16-bit), grayscale/colour and alpha channel (re-attached untouched); EXIF
-orientation is applied. A failed file is reported and the batch goes on; the exit
-status is 1 if any file failed, 2 on a usage error."""
+orientation is applied. An output that already exists is skipped (and counted)
+unless --overwrite is given; an input file is never overwritten, even with
+--output-dir equal to an input folder. A failed file is reported and the batch
+goes on; the exit status is 1 if any file failed, 2 on a usage error."""
 
 
 def add_model_arguments(parser, required=True,
@@ -67,6 +69,8 @@ def register(subparsers):
                    help="output format (default: same as the input)")
     p.add_argument("--quality", type=int, default=image_io.JPEG_QUALITY,
                    help="JPEG quality (default: 95)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace outputs that already exist (default: skip them)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     add_model_arguments(
         p, required=False, default=DEFAULT_MODEL,
@@ -103,10 +107,18 @@ def collect_inputs(inputs, recursive=False):
     return jobs, missing
 
 
-def check_output_dir(outdir):
-    """Create ``outdir`` and prove it is writable; returns an error message or None."""
+def check_output_dir(outdir, created=None):
+    """Create ``outdir`` and prove it is writable; returns an error message or None.
+
+    Args:
+        outdir: the folder.
+        created: a list that receives the folders this call created (for
+            :func:`maxim_tf.fileio.remove_empty_dirs` when the run writes nothing).
+    """
     try:
-        os.makedirs(outdir, exist_ok=True)
+        made = fileio.make_dirs(outdir)
+        if created is not None:
+            created.extend(made)
         with tempfile.TemporaryFile(dir=outdir):
             pass
     except OSError as e:
@@ -118,23 +130,67 @@ def _same_file(a, b):
     return os.path.realpath(a) == os.path.realpath(b)
 
 
-def restore_file(restorer, src, dst_stem, args, claimed):
-    """Restore one file; returns (output path, megapixels, model seconds). Raises on failure."""
+class SkipExisting(Exception):
+    """The output exists and --overwrite was not given (not a failure)."""
+
+
+def guard_output(src, dst, inputs, claimed, overwrite):
+    """Refuse an output path that would destroy an input or an earlier output of the run.
+
+    Args:
+        src: the input being restored.
+        dst: its output path.
+        inputs: ``{realpath: path}`` of every input of the run.
+        claimed: ``{output path: input}`` of outputs already written by the run (updated).
+        overwrite: replace an existing output that is not an input.
+
+    Raises:
+        ValueError: ``dst`` is an input file (whichever) or another input's output.
+        SkipExisting: ``dst`` exists and ``overwrite`` is False.
+    """
+    real = os.path.realpath(dst)
+    if real in inputs:
+        if _same_file(src, dst):
+            raise ValueError(f"{src}: the output path is the input file itself; choose another "
+                             f"--output-dir")
+        raise ValueError(f"{src}: output {dst} would overwrite the input file {inputs[real]}; "
+                         f"choose another --output-dir")
+    if real in claimed:
+        raise ValueError(f"{src}: output {dst} would overwrite the output of {claimed[real]}")
+    if os.path.lexists(dst) and not overwrite:
+        raise SkipExisting(str(dst))
+    claimed[real] = str(src)
+
+
+def restore_file(restorer, src, dst_stem, args, claimed, inputs=None, created=None):
+    """Restore one file; returns (output path, megapixels, model seconds). Raises on failure.
+
+    ``inputs`` (``{realpath: path}`` of the run's inputs) are never written over;
+    an existing output raises :class:`SkipExisting` unless ``args.overwrite``.
+    Folders made for the output are appended to ``created``.
+    """
     image = image_io.read_image(src, max_pixels=args.max_pixels)
     fmt, ext = image_io.output_format(image.format, args.format)
     dst = pathlib.Path(args.output_dir) / dst_stem.parent / (dst_stem.name + ext)
-    if os.path.exists(dst) and _same_file(src, dst):
-        raise ValueError(f"{src}: the output path is the input file itself; choose another --output-dir")
-    if str(dst) in claimed:
-        raise ValueError(f"{src}: output {dst} would overwrite the output of {claimed[str(dst)]}")
-    claimed[str(dst)] = str(src)
+    guard_output(src, dst, inputs if inputs is not None else {os.path.realpath(src): str(src)},
+                 claimed, getattr(args, "overwrite", False))
+    if image.frames > 1:
+        _warn(f"{src}: warning: {image.frames} frames/pages; only the first is restored")
     start = time.perf_counter()
     restored = restorer(image.pixels)
     seconds = time.perf_counter() - start
-    dst.parent.mkdir(parents=True, exist_ok=True)
+    made = fileio.make_dirs(dst.parent)
+    if created is not None:
+        created.extend(made)
     image_io.write_image(dst, restored, alpha=image.alpha, format=fmt, quality=args.quality,
                          icc_profile=image.icc_profile)
     return dst, image.megapixels, seconds
+
+
+def _warn(line):
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stderr)
 
 
 def describe_error(src, error):
@@ -147,50 +203,64 @@ def describe_error(src, error):
 
 def run(args):
     """Entry point of ``maxim-tf restore``; returns the exit status."""
-    from tqdm import tqdm
-
     jobs, missing = collect_inputs(args.inputs, args.recursive)
     if not jobs and not missing:
         print("maxim-tf restore: no image files found in the inputs", file=sys.stderr)
         return 1
-    problem = check_output_dir(args.output_dir)
-    if problem:
-        print(f"maxim-tf restore: {problem}", file=sys.stderr)
-        return 2
-    start = time.perf_counter()
+    created = []  # folders this run made: removed again if they stay empty
     try:
-        restorer = make_restorer(args)
-    except (OSError, ValueError, TypeError) as e:
-        print(f"maxim-tf restore: {e}", file=sys.stderr)
-        return 2
-    load_seconds = time.perf_counter() - start
-    prepare_seconds = restorer.warm_up() if jobs else 0.0
+        problem = check_output_dir(args.output_dir, created)
+        if problem:
+            print(f"maxim-tf restore: {problem}", file=sys.stderr)
+            return 2
+        start = time.perf_counter()
+        try:
+            restorer = make_restorer(args)
+        except (OSError, ValueError, TypeError) as e:
+            print(f"maxim-tf restore: {e}", file=sys.stderr)
+            return 2
+        load_seconds = time.perf_counter() - start
+        startup = (restorer.backend, load_seconds, restorer.warm_up() if jobs else 0.0)
+        return _restore_all(restorer, jobs, missing, args, created, startup)
+    finally:
+        fileio.remove_empty_dirs(created)
+
+
+def _restore_all(restorer, jobs, missing, args, created, startup):
+    from tqdm import tqdm
+
     failures = [f"{m}: no such file or directory" for m in missing]
     for line in failures:
         print(line, file=sys.stderr)
-    done, megapixels, seconds, claimed = 0, 0.0, 0.0, {}
+    inputs = {os.path.realpath(src): str(src) for src, _ in jobs}
+    done, skipped, megapixels, seconds, claimed = 0, 0, 0.0, 0.0, {}
     bar = tqdm(jobs, unit="img", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
     for src, stem in bar:
         bar.set_postfix_str(src.name, refresh=False)
         try:
-            _, mp, sec = restore_file(restorer, src, stem, args, claimed)
+            _, mp, sec = restore_file(restorer, src, stem, args, claimed, inputs, created)
+        except SkipExisting:
+            skipped += 1
+            continue
         except Exception as e:  # report, keep going with the rest of the batch
             failures.append(describe_error(src, e))
             tqdm.write(failures[-1], file=sys.stderr)
             continue
         done, megapixels, seconds = done + 1, megapixels + mp, seconds + sec
     bar.close()
-    _print_summary(done, failures, megapixels, seconds, args.output_dir,
-                   (restorer.backend, load_seconds, prepare_seconds))
+    _print_summary(done, failures, megapixels, seconds, args.output_dir, startup, skipped)
     return 1 if failures else 0
 
 
-def _print_summary(done, failures, megapixels, seconds, outdir, startup):
+def _print_summary(done, failures, megapixels, seconds, outdir, startup, skipped=0):
     speed = f"{seconds / megapixels:.2f} s/MP" if megapixels else "n/a s/MP"
     backend, load_seconds, prepare_seconds = startup
     print(f"Restored {done} image(s) into {outdir}, {len(failures)} failed; "
           f"{megapixels:.2f} MP in {seconds:.1f} s of compute ({speed}); once per run: "
           f"model load {load_seconds:.1f} s, graph preparation {prepare_seconds:.1f} s "
           f"({backend}).")
+    if skipped:
+        print(f"Skipped {skipped} image(s) whose output already exists (--overwrite replaces "
+              f"them).")
     if failures:
         print("Failed:\n  " + "\n  ".join(failures))

@@ -41,8 +41,8 @@ def run(args):
         # Logical devices must exist before TensorFlow initialises anything.
         from maxim_tf.training.trainer import configure_cpu_replicas
         configure_cpu_replicas(args.cpu_replicas)
+    from maxim_tf.errors import MaximError
     from maxim_tf.training import config as config_lib
-    from maxim_tf.training import data as data_lib
     from maxim_tf.training import trainer
 
     overrides = list(args.set)
@@ -58,13 +58,15 @@ def run(args):
         config = config_lib.load_config(args.config, overrides)
         result = trainer.train(config, resume=args.resume, progress=not args.no_progress,
                                export_only=args.export_only)
-    except (config_lib.ConfigError, data_lib.DataError, FileExistsError,
-            FileNotFoundError) as e:
-        print(f"maxim-tf train: error: {e}", file=sys.stderr)
-        return 2
     except trainer.TrainingDiverged as e:
         print(f"maxim-tf train: training diverged: {e}", file=sys.stderr)
-        return 3
+        return e.exit_code
+    except MaximError as e:  # config, data, model-file and checkpoint errors
+        print(f"maxim-tf train: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except (FileExistsError, FileNotFoundError) as e:
+        print(f"maxim-tf train: error: {e}", file=sys.stderr)
+        return 2
     if args.export_only:
         print(f"Exported the checkpoint of step {result['step']}.")
     else:

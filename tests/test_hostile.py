@@ -1,0 +1,662 @@
+"""The hostile-input campaign (issue 14), kept as tests.
+
+Bad or hostile inputs to ``restore``, ``eval``, ``convert``, ``export``, ``train``, the
+serving signatures and the Python API. Each case asserts what the user sees and what is
+left on disk:
+
+* the exit status;
+* one clear stderr line naming the problem, and no traceback;
+* nothing written or left behind (folder listings before and after, including a
+  per-test ``$TMPDIR``);
+* the good files of the same batch still processed.
+
+Cases that need a training or export subprocess are marked ``slow``.
+"""
+
+import io
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+import zlib
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import FIXTURES, REPO
+from test_cli_restore import ToyRestorer
+from test_train import MODEL as TRAIN_MODEL
+from test_train import make_photos
+
+from maxim_tf.cli import main
+
+CKPT = FIXTURES / "official" / "tiny2s" / "checkpoint.npz"
+CASE = FIXTURES / "official" / "tiny2s" / "case_real_32x96_b1.npz"
+TINY1S = FIXTURES / "official" / "tiny1s_single_scale" / "checkpoint.npz"
+
+
+# ---------------------------------------------------------------- harness
+
+@pytest.fixture(autouse=True)
+def own_tmpdir(tmp_path, monkeypatch):
+    """A fresh, watched $TMPDIR per test: it must be empty again at the end."""
+    tmpdir = tmp_path / "TMPDIR"
+    tmpdir.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmpdir))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read $TMPDIR
+    yield tmpdir
+    # AutoGraph's generated sources belong to this (test) process and go when it exits;
+    # the subprocess cases check $TMPDIR after their process has ended, with no exception.
+    left = sorted(p.name for p in tmpdir.iterdir()
+                  if not p.name.startswith("__autograph_generated_file"))
+    assert not left, f"left behind in $TMPDIR: {left}"
+
+
+def listing(*folders):
+    """Every path under ``folders``, files with (size, mtime): compare before/after."""
+    out = {}
+    for folder in folders:
+        folder = pathlib.Path(folder)
+        out[str(folder)] = folder.exists()
+        if folder.is_dir():
+            for p in folder.rglob("*"):
+                st = p.stat()
+                out[str(p)] = "dir" if p.is_dir() else (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def cli(capsys, *argv):
+    """Run ``maxim-tf`` in-process; returns (exit status, stdout, stderr), never a traceback."""
+    try:
+        rc = main([str(a) for a in argv])
+    except SystemExit as e:  # argparse
+        rc = e.code
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err, err[-3000:]
+    return rc, out, err
+
+
+def one_line(text, *needles):
+    """The single line of ``text`` holding all ``needles`` (asserts there is exactly one)."""
+    lines = [line for line in text.splitlines() if all(n in line for n in needles)]
+    assert len(lines) == 1, f"expected one line with {needles}, got {lines}\n{text[-3000:]}"
+    return lines[0]
+
+
+def save_png(path, shape=(20, 30, 3), seed=0):
+    rng = np.random.default_rng(seed)
+    Image.fromarray((rng.random(shape) * 255).astype(np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def toy_keras(tmp_path_factory):
+    """A per-pixel toy restorer (size multiple 32) as a .keras file."""
+    model = ToyRestorer()
+    model.get_layer("mix").set_weights([0.9 * np.eye(3, dtype=np.float32)[None, None],
+                                        np.full(3, 0.05, np.float32)])
+    path = tmp_path_factory.mktemp("toy") / "toy.keras"
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def bad_models(tmp_path_factory, toy_keras):
+    """Model files that must each be refused with one line: name -> path."""
+    d = tmp_path_factory.mktemp("bad_models")
+    good = toy_keras.read_bytes()
+    (d / "text.keras").write_text("this is not a model\n")
+    (d / "truncated.keras").write_bytes(good[: len(good) // 2])
+    with zipfile.ZipFile(d / "no_config.keras", "w") as z:
+        z.writestr("metadata.json", "{}")
+    lam = keras.Sequential([keras.Input((4,)), keras.layers.Lambda(lambda x: x * 2)])
+    lam.save(d / "lambda.keras")
+    # A config naming os.system as a function: safe mode must never resolve it.
+    dense = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    dense.save(d / "dense.keras")
+    with zipfile.ZipFile(d / "dense.keras") as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    cfg = json.loads(files["config.json"])
+    cfg["config"]["layers"][-1]["config"]["activation"] = {
+        "module": "os", "class_name": "function", "config": "system",
+        "registered_name": "function"}
+    files["config.json"] = json.dumps(cfg).encode()
+    with zipfile.ZipFile(d / "os_system.keras", "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    (d / "dense.keras").unlink()
+    return {p.stem: p for p in sorted(d.iterdir())}
+
+
+BAD_MODEL_PROBLEMS = {
+    "text": "not a Keras model archive",
+    "truncated": "not a Keras model archive",
+    "no_config": "without config.json",
+    "lambda": "Lambda layer",
+    "os_system": "cannot load the model",
+}
+
+
+# ---------------------------------------------------------------- 1. same in/out folder
+
+def test_same_folder_in_and_out_never_overwrites_another_input(tmp_path, toy_keras, capsys):
+    same, other = tmp_path / "same", tmp_path / "other"
+    same.mkdir()
+    other.mkdir()
+    save_png(same / "c.png", seed=1)
+    Image.open(save_png(tmp_path / "c_src.png", seed=2)).save(same / "c.gif")
+    Image.open(save_png(tmp_path / "d_src.png", seed=3)).save(same / "d.jpeg")
+    Image.open(save_png(tmp_path / "d2.png", seed=4)).save(same / "d.jpg")
+    Image.open(save_png(tmp_path / "x_src.png", seed=5)).save(same / "x.tiff")
+    Image.open(save_png(tmp_path / "x2.png", seed=6)).save(same / "x.tif")
+    good = save_png(other / "good.png", seed=7)
+    before = {p.name: p.read_bytes() for p in same.iterdir()}
+    rc, out, err = cli(capsys, "restore", same, good, "-o", same, "--model", toy_keras, "-q")
+    assert rc == 1
+    assert {p.name: p.read_bytes() for p in same.iterdir() if p.name != "good.png"} == before
+    one_line(err, "c.gif", "would overwrite the input file", "c.png")
+    one_line(err, "d.jpeg", "would overwrite the input file", "d.jpg")
+    one_line(err, "x.tiff", "would overwrite the input file", "x.tif")
+    for name in ("c.png", "d.jpg", "x.tif"):
+        one_line(err, f"{same / name}:", "the input file itself")
+    assert (same / "good.png").is_file()  # the good file of the batch is restored
+    assert "Restored 1 image(s)" in out
+
+
+def test_format_png_into_the_input_folder_never_overwrites_inputs(tmp_path, toy_keras, capsys):
+    d = tmp_path / "in"
+    d.mkdir()
+    save_png(d / "a.png", seed=1)
+    Image.open(save_png(tmp_path / "a_src.png", seed=2)).convert("RGB").save(d / "a.jpg")
+    save_png(d / "b.bmp", seed=3)
+    before = {p.name: p.read_bytes() for p in d.iterdir()}
+    rc, out, err = cli(capsys, "restore", d, "-o", d, "--format", "png", "--model", toy_keras,
+                       "-q")
+    assert rc == 1
+    assert {n: (d / n).read_bytes() for n in before} == before
+    one_line(err, "a.jpg", "would overwrite the input file")
+    assert (d / "b.png").is_file() and "Restored 1 image(s)" in out
+
+
+# ---------------------------------------------------------------- 2. existing outputs
+
+def test_existing_outputs_are_skipped_and_counted_unless_overwrite(tmp_path, toy_keras, capsys):
+    src, out_dir = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    out_dir.mkdir()
+    save_png(src / "a.png", seed=1)
+    save_png(src / "b.png", seed=2)
+    (out_dir / "a.png").write_bytes(b"precious")
+    rc, out, err = cli(capsys, "restore", src, "-o", out_dir, "--model", toy_keras, "-q")
+    assert rc == 0
+    assert (out_dir / "a.png").read_bytes() == b"precious"
+    assert (out_dir / "b.png").is_file()
+    one_line(out, "Skipped 1 image(s)", "--overwrite")
+    rc, out, _ = cli(capsys, "restore", src, "-o", out_dir, "--model", toy_keras, "-q",
+                     "--overwrite")
+    assert rc == 0 and "Skipped" not in out
+    assert Image.open(out_dir / "a.png").size == (30, 20)
+
+
+# ---------------------------------------------------------------- 7. non-finite weights
+
+def test_restore_fails_files_whose_model_output_is_not_finite(tmp_path, capsys):
+    model = ToyRestorer()
+    model.get_layer("mix").set_weights([np.full((1, 1, 3, 3), np.nan, np.float32),
+                                        np.zeros(3, np.float32)])
+    path = tmp_path / "nan.keras"
+    model.save(path)
+    src, out_dir = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    save_png(src / "a.png")
+    before = listing(tmp_path)
+    rc, _, err = cli(capsys, "restore", src, "-o", out_dir, "--model", path, "-q")
+    assert rc == 1
+    one_line(err, "a.png", "model output is not finite")
+    assert listing(tmp_path) == before  # no image, and no empty output folder
+
+
+def test_convert_refuses_non_finite_tensors_listing_them(tmp_path, capsys):
+    with np.load(CKPT, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    bad_key = "opt/target/stage_0_input_conv_0/kernel"
+    arrays[bad_key] = np.full_like(arrays[bad_key], np.nan)
+    arrays["opt/target/stage_0_input_conv_0/bias"][0] = np.inf
+    ckpt = tmp_path / "nan.npz"
+    np.savez(ckpt, **arrays)
+    before = listing(tmp_path)
+    rc, _, err = cli(capsys, "convert", ckpt, "-o", tmp_path / "m.keras")
+    assert rc == 2
+    line = one_line(err, "2 tensor(s) hold NaN or Inf")
+    assert "stage_0_input_conv_0/kernel" in line and "stage_0_input_conv_0/bias" in line
+    assert listing(tmp_path) == before
+
+
+# ---------------------------------------------------------------- 8. bad model files
+
+@pytest.mark.parametrize("kind", sorted(BAD_MODEL_PROBLEMS))
+def test_restore_and_eval_refuse_bad_model_files_in_one_line(kind, bad_models, tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    save_png(src / "a.png")
+    before = listing(tmp_path)
+    rc, _, err = cli(capsys, "restore", src, "-o", tmp_path / "out", "--model", bad_models[kind])
+    assert rc == 2
+    one_line(err, str(bad_models[kind]), BAD_MODEL_PROBLEMS[kind])
+    rc, _, err = cli(capsys, "eval", "--input-dir", src, "--target-dir", src, "--model",
+                     bad_models[kind], "--save-dir", tmp_path / "saved")
+    assert rc == 2
+    one_line(err, str(bad_models[kind]), BAD_MODEL_PROBLEMS[kind])
+    assert listing(tmp_path) == before  # neither output folder is left behind
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_MODEL_PROBLEMS))
+def test_export_refuses_bad_model_files_in_one_line(kind, bad_models, tmp_path, capsys):
+    before = listing(tmp_path)
+    rc, _, err = cli(capsys, "export", bad_models[kind], "-f", "tflite",
+                     "-o", tmp_path / "out" / "m.tflite")
+    assert rc == 2
+    one_line(err, str(bad_models[kind]), BAD_MODEL_PROBLEMS[kind])
+    assert listing(tmp_path) == before
+
+
+def _train_config(tmp_path, **overrides):
+    """A tiny synthetic-data training config that changes no process-wide TF setting."""
+    config = {
+        "variant": None, "model": TRAIN_MODEL,
+        "data": {"source": "synthetic", "folder": str(make_photos(tmp_path / "photos", 2)),
+                 "degradations": [{"type": "gaussian_noise", "sigma": [10, 30]}]},
+        "crop_size": 16, "global_batch_size": 2, "steps": 2, "eval_every": 0,
+    }
+    config.update(overrides)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_MODEL_PROBLEMS))
+def test_train_init_from_bad_model_files_in_one_line(kind, bad_models, tmp_path, capsys):
+    config = _train_config(tmp_path, init_from=str(bad_models[kind]), model={})
+    before = listing(tmp_path)
+    rc, _, err = cli(capsys, "train", "--config", config, "--model-dir", tmp_path / "run",
+                     "--no-progress")
+    assert rc == 2
+    one_line(err, "init_from", str(bad_models[kind]), BAD_MODEL_PROBLEMS[kind])
+    assert listing(tmp_path) == before  # no empty model_dir
+
+
+def test_payload_models_never_run_their_code(bad_models, tmp_path, monkeypatch):
+    from maxim_tf.errors import ModelFileError
+    from maxim_tf.modelfile import load_keras_model
+
+    calls = []
+    monkeypatch.setattr(os, "system", lambda *a: calls.append(a) or 0)
+    for kind in ("lambda", "os_system"):
+        with pytest.raises(ModelFileError):
+            load_keras_model(bad_models[kind])
+    assert calls == []
+
+
+# ---------------------------------------------------------------- 9. converter
+
+def test_convert_output_that_is_a_directory_is_refused_up_front(tmp_path, capsys):
+    (tmp_path / "out.keras").mkdir()
+    before = listing(tmp_path)
+    rc, _, err = cli(capsys, "convert", CKPT, "-o", tmp_path / "out.keras")
+    assert rc == 2
+    one_line(err, "out.keras", "is a directory")
+    assert listing(tmp_path) == before
+
+
+def test_convert_scalar_where_a_kernel_belongs(tmp_path, capsys):
+    with np.load(CKPT, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["opt/target/stage_0_input_conv_0/kernel"] = np.float32(1.0)
+    ckpt = tmp_path / "scalar.npz"
+    np.savez(ckpt, **arrays)
+    before = listing(tmp_path)
+    rc, _, err = cli(capsys, "convert", ckpt, "-o", tmp_path / "m.keras")
+    assert rc == 2
+    one_line(err, "stage_0_input_conv_0/kernel", "has shape ()")
+    assert listing(tmp_path) == before
+
+
+def test_convert_config_that_is_a_json_list(tmp_path, capsys):
+    (tmp_path / "cfg.json").write_text("[1, 2, 3]")
+    before = listing(tmp_path)
+    rc, _, err = cli(capsys, "convert", CKPT, "-o", tmp_path / "m.keras", "--config",
+                     tmp_path / "cfg.json")
+    assert rc == 2
+    one_line(err, "cfg.json", "must be a JSON object")
+    assert listing(tmp_path) == before
+
+
+def test_convert_missing_reference_is_refused_before_converting(tmp_path, capsys, monkeypatch):
+    import maxim_tf.conversion.checkpoint as checkpoint
+
+    monkeypatch.setattr(checkpoint, "load_official_params",
+                        lambda *a: pytest.fail("the checkpoint was read before the checks"))
+    before = listing(tmp_path)
+    rc, _, err = cli(capsys, "convert", CKPT, "-o", tmp_path / "m.keras", "--reference",
+                     tmp_path / "missing_case.npz")
+    assert rc == 2
+    one_line(err, "missing_case.npz", "no such reference file")
+    assert listing(tmp_path) == before
+
+
+@pytest.mark.parametrize("kind", ["pickled", "foreign_member", "text", "truncated"])
+def test_convert_refuses_unsafe_or_broken_checkpoints(kind, tmp_path, capsys):
+    ckpt = tmp_path / "c.npz"
+    if kind == "pickled":
+        np.savez(ckpt, **{"opt/target/x": np.array([{"a": 1}], dtype=object)})
+        needle = "pickled Python object"
+    elif kind == "foreign_member":
+        with zipfile.ZipFile(ckpt, "w") as z:
+            z.writestr("payload.py", "import os; os.system('true')")
+        needle = "not a .npy array"
+    elif kind == "text":
+        ckpt.write_text("not a checkpoint")
+        needle = "not an .npz checkpoint"
+    else:
+        ckpt.write_bytes(CKPT.read_bytes()[:5000])
+        needle = "not an .npz checkpoint"
+    before = listing(tmp_path)
+    rc, _, err = cli(capsys, "convert", ckpt, "-o", tmp_path / "m.keras")
+    assert rc == 2
+    one_line(err, "c.npz", needle)
+    assert listing(tmp_path) == before
+
+
+# ---------------------------------------------------------------- already handled: images
+
+def test_broken_and_bomb_images_fail_alone_in_a_batch(tmp_path, toy_keras, capsys):
+    src, out_dir = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    good = save_png(src / "good.png").read_bytes()
+    (src / "empty.png").write_bytes(b"")
+    (src / "truncated.png").write_bytes(good[: len(good) // 3])
+    (src / "text.jpg").write_text("not an image\n")
+    bomb = bytearray(good)
+    bomb[16:24] = (30000).to_bytes(4, "big") * 2  # the header claims 30000 x 30000
+    bomb[29:33] = (zlib.crc32(bytes(bomb[12:29])) & 0xFFFFFFFF).to_bytes(4, "big")
+    (src / "bomb.png").write_bytes(bytes(bomb))
+    rc, out, err = cli(capsys, "restore", src, "-o", out_dir, "--model", toy_keras, "-q")
+    assert rc == 1
+    for name, problem in [("empty.png", "empty"), ("truncated.png", "truncated"),
+                          ("text.jpg", "not a recognised image"), ("bomb.png", "megapixels")]:
+        one_line(err, name, problem)
+    assert sorted(p.name for p in out_dir.iterdir()) == ["good.png"]  # no temporaries
+    assert "Restored 1 image(s)" in out
+
+
+# ---------------------------------------------------------------- 12. frames and pages
+
+def test_multi_frame_gif_and_multi_page_tiff_warn(tmp_path, toy_keras, capsys):
+    src, out_dir = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    frames = [Image.fromarray(np.full((20, 30, 3), v, np.uint8)) for v in (10, 120, 240)]
+    frames[0].save(src / "anim.gif", save_all=True, append_images=frames[1:])
+    frames[0].save(src / "pages.tif", save_all=True, append_images=frames[1:2])
+    save_png(src / "plain.png")
+    rc, out, err = cli(capsys, "restore", src, "-o", out_dir, "--model", toy_keras, "-q")
+    assert rc == 0
+    one_line(err, "anim.gif", "3 frames/pages; only the first is restored")
+    one_line(err, "pages.tif", "2 frames/pages; only the first is restored")
+    assert "plain.png" not in err
+    assert sorted(p.name for p in out_dir.iterdir()) == ["anim.png", "pages.tif", "plain.png"]
+
+
+# ---------------------------------------------------------------- 13. Python API
+
+def test_api_honours_float_dtypes_and_nested_lists(toy_keras):
+    from maxim_tf import Restorer
+
+    restorer = Restorer(toy_keras)
+    image = np.random.default_rng(0).random((20, 30, 3))
+    reference = restorer(image.astype(np.float32))
+    for dtype in (np.float16, np.float64):
+        out = restorer(image.astype(dtype))
+        assert out.dtype == dtype and out.shape == image.shape
+        np.testing.assert_allclose(out, reference, atol=2e-3)
+    nested = restorer(image.tolist())
+    assert isinstance(nested, np.ndarray) and nested.shape == image.shape
+    np.testing.assert_allclose(nested, reference, atol=1e-6)
+    batch = restorer([image.astype(np.float32), image[:10].astype(np.float32)])
+    assert isinstance(batch, list) and batch[1].shape == (10, 30, 3)  # a list of images
+    with pytest.raises(TypeError, match="ambiguous"):
+        restorer((image * 255).astype(np.uint8).tolist())
+    with pytest.raises(TypeError, match="Nested lists must hold numbers"):
+        restorer([[0.1, 0.2], [0.3]])
+
+
+def test_maxim_refuses_unknown_keyword_arguments():
+    import maxim_tf
+
+    with pytest.raises(TypeError, match="'featurs'"):
+        maxim_tf.MAXIM(featurs=16)
+
+
+# ---------------------------------------------------------------- 3, 4, 10. training
+
+def _train(capsys, config, model_dir, *extra):
+    return cli(capsys, "train", "--config", config, "--model-dir", model_dir, "--no-progress",
+               *extra)
+
+
+def test_train_on_tiff_named_png_is_a_data_error_not_a_hang(tmp_path, capsys):
+    photos = tmp_path / "photos_tiff"
+    photos.mkdir()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(photos / "only.png", format="TIFF")
+    config = _train_config(tmp_path, data={"source": "synthetic", "folder": str(photos),
+                                           "degradations": [{"type": "quantize"}]})
+    before = listing(tmp_path)
+    start = time.monotonic()
+    rc, _, err = _train(capsys, config, tmp_path / "run")
+    assert rc == 2 and time.monotonic() - start < 120
+    one_line(err, "could not be decoded by the training pipeline's decoder")
+    assert listing(tmp_path) == before
+
+
+def test_train_on_thumbnails_smaller_than_the_crop_is_a_data_error(tmp_path, capsys):
+    photos = make_photos(tmp_path / "thumbs", 3, (4, 4))
+    config = _train_config(tmp_path, crop_size=32,
+                           data={"source": "synthetic", "folder": str(photos),
+                                 "degradations": [{"type": "quantize"}]})
+    before = listing(tmp_path)
+    rc, _, err = _train(capsys, config, tmp_path / "run")
+    assert rc == 2
+    one_line(err, "3 are smaller than 9x9, too small for crop_size=32")
+    assert listing(tmp_path) == before
+
+
+def test_pipeline_stops_after_too_many_failed_examples_in_a_row(tmp_path):
+    import tensorflow as tf
+
+    from maxim_tf.training import data as D
+
+    photos = make_photos(tmp_path / "photos", 3, (24, 24))
+    source = D.synthetic_source(photos, [{"type": "quantize"}], crop_size=16)
+    for p in photos.iterdir():  # every file breaks after the pre-scan
+        p.write_bytes(b"gone")
+    ds = D.train_dataset(source, global_batch_size=2, crop_size=16, seed=0)
+    start = time.monotonic()
+    with pytest.raises(tf.errors.InvalidArgumentError) as e:
+        next(iter(ds))
+    assert D.is_drop_limit_error(e.value) and time.monotonic() - start < 120
+
+
+@pytest.mark.parametrize("case,needle", [
+    ("model_key", "'model.featurs'"),
+    ("degradation_type", "unknown type 'gausian_noise'"),
+    ("degradation_key", "unknown keys ['sigm']"),
+    ("learning_rate", "optimizer.learning_rate must be a number. Received: "
+                      "optimizer.learning_rate='1e-3x'"),
+])
+def test_train_config_typos_are_one_line_errors(case, needle, tmp_path, capsys):
+    extra = []
+    if case == "model_key":
+        config = _train_config(tmp_path, model=dict(TRAIN_MODEL, featurs=16))
+    elif case == "degradation_type":
+        config = _train_config(tmp_path, data={
+            "source": "synthetic", "folder": str(make_photos(tmp_path / "p", 1)),
+            "degradations": [{"type": "gausian_noise", "sigma": 10}]})
+    elif case == "degradation_key":
+        config = _train_config(tmp_path, data={
+            "source": "synthetic", "folder": str(make_photos(tmp_path / "p", 1)),
+            "degradations": [{"type": "gaussian_noise", "sigm": 10}]})
+    else:
+        config = _train_config(tmp_path)
+        extra = ["--set", "optimizer.learning_rate=1e-3x"]
+    before = listing(tmp_path)
+    rc, _, err = _train(capsys, config, tmp_path / "run", *extra)
+    assert rc == 2
+    one_line(err, needle)
+    assert listing(tmp_path) == before
+
+
+def test_train_resume_without_a_checkpoint_is_an_error(tmp_path, capsys):
+    config = _train_config(tmp_path)
+    before = listing(tmp_path)
+    rc, _, err = _train(capsys, config, tmp_path / "mistyped_run", "--resume")
+    assert rc == 2
+    one_line(err, "--resume: no checkpoint in", "mistyped_run")
+    assert listing(tmp_path) == before
+
+
+def test_train_log_is_trimmed_to_the_checkpoint_on_resume(tmp_path):
+    from maxim_tf.training.trainer import trim_log
+
+    log = tmp_path / "train_log.jsonl"
+    log.write_text("".join(json.dumps({"step": s, "loss": 1.0 / s}) + "\n" for s in range(1, 6))
+                   + '{"step": 6, "lo')  # killed mid-write
+    assert trim_log(log, 3) == 3
+    assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [1, 2, 3]
+    assert trim_log(log, 3) == 0
+
+
+# ---------------------------------------------------------------- 5, 6. serving limits
+
+@pytest.fixture(scope="module")
+def toy_serving(tmp_path_factory):
+    """The toy model as a SavedModel (64 x 64 pixels per image and per request), in a TF1
+    session as TF Serving runs it."""
+    from maxim_tf.export import savedmodel as sm
+
+    model = ToyRestorer()
+    path = sm.export_savedmodel(model, tmp_path_factory.mktemp("serving"), name="toy",
+                                max_pixels=64 * 64, warmup=False)
+    with sm.TF1SessionRunner(path) as runner:
+        yield runner
+
+
+def _png_bytes(h, w):
+    buf = io.BytesIO()
+    Image.fromarray(np.full((h, w, 3), 128, np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_serving_bytes_refuses_a_bomb_from_its_header_before_decoding(toy_serving):
+    import tensorflow as tf
+
+    bomb = bytearray(_png_bytes(16, 16))
+    bomb[16:24] = (10000).to_bytes(4, "big") * 2  # IHDR claims 10000 x 10000; CRC now wrong
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="Image too large: 10000x10000 = 100000000 pixels"):
+        toy_serving.run({"image_bytes": np.array([bytes(bomb)], dtype=object)}, "serving_bytes")
+    ok = toy_serving.run({"image_bytes": np.array([_png_bytes(40, 50)], dtype=object)},
+                         "serving_bytes")["output_bytes"]
+    assert Image.open(io.BytesIO(ok[0])).size == (50, 40)
+
+
+def test_serving_bounds_pixels_per_request_not_only_per_image(toy_serving):
+    import tensorflow as tf
+
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Request too large: 5 image"):
+        toy_serving.run({"images": np.zeros((5, 32, 32, 3), np.float32)})
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Request too large: 5 image"):
+        toy_serving.run({"image_bytes": np.array([_png_bytes(32, 32)] * 5, dtype=object)},
+                        "serving_bytes")
+    out = toy_serving.run({"images": np.zeros((4, 32, 32, 3), np.float32)})["restored"]
+    assert out.shape == (4, 32, 32, 3)  # exactly the limit
+
+
+# ---------------------------------------------------------------- 11. signals (subprocesses)
+
+# What `maxim-tf` does on SIGTERM (maxim_tf.errors.Terminated raised in the main thread so
+# clean-up runs, exit 143), installed here so the test does not depend on the CLI's copy.
+_SIGTERM_WRAPPER = """
+import signal, sys
+from maxim_tf import errors
+def _raise(signum, frame):
+    raise errors.Terminated()
+signal.signal(signal.SIGTERM, _raise)
+from maxim_tf.cli import main
+try:
+    sys.exit(main(sys.argv[1:]))
+except errors.Terminated:
+    print("maxim-tf: terminated", file=sys.stderr)
+    sys.exit(errors.EXIT_TERMINATED)
+"""
+
+
+def _env(tmpdir):
+    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO), TMPDIR=str(tmpdir))
+
+
+@pytest.mark.slow
+def test_sigterm_during_tflite_export_leaves_no_temporaries(tmp_path, own_tmpdir):
+    from maxim_tf.conversion import convert_checkpoint
+
+    keras_file = tmp_path / "tiny1s.keras"
+    convert_checkpoint(TINY1S, keras_file)
+    out_dir = tmp_path / "exported"
+    before = listing(tmp_path)
+    err_path = tmp_path.parent / f"{tmp_path.name}_export.err"  # outside the watched folders
+    with open(err_path, "w") as err:
+        p = subprocess.Popen([sys.executable, "-c", _SIGTERM_WRAPPER, "export", str(keras_file),
+                              "-f", "tflite", "-o", str(out_dir / "m.tflite")],
+                             cwd=REPO, env=_env(own_tmpdir), stdout=subprocess.DEVNULL, stderr=err)
+    deadline = time.time() + 300
+    while time.time() < deadline and p.poll() is None and not list(out_dir.glob(".maxim_tflite_*")):
+        time.sleep(0.05)
+    assert p.poll() is None, err_path.read_text()[-3000:]
+    time.sleep(1.0)  # inside the export
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=300) == 143, err_path.read_text()[-3000:]
+    assert "Traceback" not in err_path.read_text()
+    assert listing(tmp_path) == before  # no temporary SavedModel, no empty output folder
+
+
+@pytest.mark.slow
+def test_kill_9_and_resume_keep_the_training_log_consistent(tmp_path):
+    config = _train_config(tmp_path, steps=8, checkpoint_every=3, log_every=1,
+                           debug={"step_delay": 0.4, "nan_at_step": None, "dump_weights": None})
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "maxim_tf", "train", "--config", str(config), "--model-dir",
+           str(run_dir), "--no-progress"]
+    with open(tmp_path.parent / f"{tmp_path.name}_train.err", "w") as err:
+        p = subprocess.Popen(cmd, cwd=REPO, env=_env(tempfile.gettempdir()),
+                             stdout=subprocess.DEVNULL, stderr=err)
+    log = run_dir / "train_log.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and p.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) >= 4:
+            break
+        time.sleep(0.05)
+    assert p.poll() is None
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    logged = [json.loads(line)["step"] for line in log.read_text().splitlines()]
+    assert max(logged) >= 4  # steps 4.. were logged after the checkpoint of step 3
+    resumed = subprocess.run(cmd + ["--resume"], cwd=REPO, env=_env(tempfile.gettempdir()),
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    steps = [json.loads(line)["step"] for line in log.read_text().splitlines()]
+    assert steps == list(range(1, 9))  # each step once, in order
