@@ -44,7 +44,7 @@ import urllib.request
 
 from maxim_tf import fileio
 from maxim_tf import presets as presets_lib
-from maxim_tf.errors import DownloadError, ModelFileError, ModelNotFoundError
+from maxim_tf.errors import DownloadError, ModelNotFoundError
 
 MODEL_DIR_ENV = "MAXIM_TF_MODEL_DIR"
 HOME_ENV = "MAXIM_TF_HOME"
@@ -154,17 +154,14 @@ def resolve_model(name_or_path, progress=True):
     """
     text = os.fspath(name_or_path)
     path = pathlib.Path(text).expanduser()
-    if path.is_file():
-        if path.suffix != ".keras":
-            raise ModelFileError(f"Model file {path} is not a .keras file (expected a Keras model "
-                                 f"file ending in .keras; save it with model.save('x.keras'))")
+    if path.exists():  # an explicit file or folder: the one model-file check says what is wrong
+        from maxim_tf.modelfile import check_keras_file
+
+        check_keras_file(path)
         return path
-    if path.is_dir():
-        raise ModelFileError(f"Model {path} is a folder; expected a Keras model file ending "
-                             f"in .keras (a SavedModel folder cannot be loaded as a Keras model)")
     looks_like_path = path.suffix == ".keras" or os.sep in text or "/" in text
     if looks_like_path:
-        raise ModelNotFoundError(f"Model file not found: {path}")
+        raise ModelNotFoundError(f"{path}: no such model file")
     for d in model_dirs():
         candidate = d / f"{text}.keras"
         if candidate.is_file():

@@ -84,7 +84,7 @@ def test_unknown_name_lists_presets_and_paths_are_not_names(tmp_path, monkeypatc
     monkeypatch.setenv("MAXIM_TF_HOME", str(tmp_path / "cache"))
     with pytest.raises(ModelNotFoundError, match="maxim-s3-denoising-sidd.*maxim-tf models"):
         hub.resolve_model("maxim-s9-nothing")
-    with pytest.raises(FileNotFoundError, match="Model file not found"):
+    with pytest.raises(FileNotFoundError, match="no such model file"):
         hub.resolve_model(tmp_path / "maxim-s3-denoising-sidd.keras")
     with pytest.raises(ModelFileError, match="is a folder"):
         hub.resolve_model(tmp_path)
