@@ -26,8 +26,8 @@ import tensorflow as tf
 
 from maxim_tf import fileio, fused
 from maxim_tf.export import graph
-from maxim_tf.litert import INPUT_NAME, OUTPUT_NAME, SIGNATURE, TFLiteRunner  # noqa: F401
 from maxim_tf.export.io import atomic_write_bytes, load_images
+from maxim_tf.litert import INPUT_NAME, OUTPUT_NAME, SIGNATURE, TFLiteRunner  # noqa: F401
 
 QUANTIZATIONS = ("fp32", "fp16", "dynamic", "int8")
 INT8_IO_TYPES = ("float32", "uint8", "int8")

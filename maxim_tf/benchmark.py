@@ -85,8 +85,8 @@ def load_model(spec):
     file, or a JSON file of constructor arguments."""
     import keras
 
-    import maxim_tf.model  # noqa: F401  (registers MAXIM and its layers)
     import maxim_tf
+    import maxim_tf.model  # noqa: F401  (registers MAXIM and its layers)
 
     keras.utils.set_random_seed(0)
     if spec in maxim_tf.VARIANTS:
@@ -212,7 +212,7 @@ def _spawn(task, timeout):
     cmd = [sys.executable, "-m", "maxim_tf.benchmark", json.dumps(task)]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
         raise RuntimeError(f"benchmark task {task} failed (exit {proc.returncode}): " + " | ".join(tail))

@@ -185,7 +185,7 @@ def _user_presets():
         with open(file, encoding="utf-8") as f:
             data = json.load(f)
     except (OSError, ValueError) as e:
-        raise _usage_error(f"${USER_PRESETS_ENV}={file}: cannot read the presets file ({e})")
+        raise _usage_error(f"${USER_PRESETS_ENV}={file}: cannot read the presets file ({e})") from None
     if not isinstance(data, dict):
         raise _usage_error(f"${USER_PRESETS_ENV}={file}: expected a JSON object of name -> preset")
     fields = {f.name for f in dataclasses.fields(Preset)} - {"name"}

@@ -502,20 +502,20 @@ class Restorer:
         hp, wp = image.shape[:2]
         th, tw = min(self.tile, hp), min(self.tile, wp)
         mh, mw = self.multiple
-        boxes = [(t, l) for t in tile_starts(hp, th, self.overlap, mh)
-                 for l in tile_starts(wp, tw, self.overlap, mw)]
+        boxes = [(top, left) for top in tile_starts(hp, th, self.overlap, mh)
+                 for left in tile_starts(wp, tw, self.overlap, mw)]
         acc = np.zeros((hp, wp, 3), dtype=np.float32)
         weight = np.zeros((hp, wp, 1), dtype=np.float32)
         group = max(1, self.batch_size)
         for i in range(0, len(boxes), group):
             chunk = boxes[i:i + group]
-            tiles = np.stack([image[t:t + th, l:l + tw] for t, l in chunk])
+            tiles = np.stack([image[top:top + th, left:left + tw] for top, left in chunk])
             outs = self._run(tiles)
-            for (t, l), out in zip(chunk, outs):
-                win = np.outer(tile_window_1d(t, th, hp, self.overlap),
-                               tile_window_1d(l, tw, wp, self.overlap))[..., None]
-                acc[t:t + th, l:l + tw] += out * win
-                weight[t:t + th, l:l + tw] += win
+            for (top, left), out in zip(chunk, outs):
+                win = np.outer(tile_window_1d(top, th, hp, self.overlap),
+                               tile_window_1d(left, tw, wp, self.overlap))[..., None]
+                acc[top:top + th, left:left + tw] += out * win
+                weight[top:top + th, left:left + tw] += win
         acc /= weight
         return acc
 

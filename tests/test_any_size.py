@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from conftest import FIXTURES
 from test_restore import official_crop, official_pad
 

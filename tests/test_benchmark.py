@@ -4,6 +4,7 @@
 import json
 
 from conftest import TINY_CONFIG
+
 from maxim_tf.benchmark import markdown_table, run_benchmark
 from maxim_tf.cli import main
 

@@ -9,9 +9,9 @@ import zlib
 import keras
 import numpy as np
 import pytest
+from conftest import SHARED_IMAGES, TINY_CONFIG
 from PIL import Image
 
-from conftest import SHARED_IMAGES, TINY_CONFIG
 from maxim_tf import image_io, metrics
 from maxim_tf.cli import main
 
@@ -91,7 +91,7 @@ def test_restore_batch_keeps_going_and_reports(batch_dir, tmp_path, toy_path, ca
     for bad, problem in [("bad_empty.png", "empty"), ("bad_trunc.png", "truncated"),
                          ("bad_trunc.jpg", "truncated"), ("bad_text.png", "not a recognised image"),
                          ("bad_bomb.png", "megapixels")]:
-        line = next(l for l in captured.err.splitlines() if bad in l)
+        line = next(text for text in captured.err.splitlines() if bad in text)
         assert problem in line, line
         assert not list(out.glob(bad.split(".")[0] + ".*"))
     assert "Restored 8 image(s)" in captured.out and "5 failed" in captured.out

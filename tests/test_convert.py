@@ -7,9 +7,9 @@ import zipfile
 import keras
 import numpy as np
 import pytest
+from conftest import FIXTURES
 
 import maxim_tf
-from conftest import FIXTURES
 from maxim_tf.cli import main
 from maxim_tf.conversion import ConversionError, convert_checkpoint, load_official_params
 

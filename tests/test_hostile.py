@@ -28,9 +28,8 @@ import zlib
 import keras
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import FIXTURES, REPO
+from PIL import Image
 from test_cli_restore import ToyRestorer
 from test_train import MODEL as TRAIN_MODEL
 from test_train import make_photos

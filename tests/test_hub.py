@@ -14,8 +14,8 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import FIXTURES
+
 from maxim_tf import hub
 from maxim_tf.errors import DownloadError
 

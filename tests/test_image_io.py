@@ -6,9 +6,9 @@ import zlib
 
 import numpy as np
 import pytest
+from conftest import SHARED_IMAGES
 from PIL import Image, ImageOps
 
-from conftest import SHARED_IMAGES
 from maxim_tf import image_io
 from maxim_tf.image_io import ImageReadError, ImageWriteError, read_image, write_image
 

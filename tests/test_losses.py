@@ -28,7 +28,7 @@ def _down(img, f):
 
 def _hand_loss(outputs, target, S, eps=1e-3, lam=0.1):
     total = np.zeros(target.shape[0])
-    for i, out in enumerate(outputs):
+    for out in outputs:
         f = target.shape[1] // out.shape[1]
         t = _down(target.astype(np.float64), f)
         d = out.astype(np.float64) - t

@@ -5,9 +5,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import FIXTURES, SHARED_OFFICIAL
 
 import maxim_tf
-from conftest import FIXTURES, SHARED_OFFICIAL
 from maxim_tf.conversion import expected_parameters
 
 NAME = "official_variant_manifests.json"

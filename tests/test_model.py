@@ -4,9 +4,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import TINY_CONFIG
 
 import maxim_tf
-from conftest import TINY_CONFIG
 
 
 def test_one_model_any_size_and_batch(tiny_model, rng):
@@ -63,7 +63,7 @@ def test_keras_file_round_trip_in_safe_mode(converted_tiny2s, tmp_path, rng):
     assert loaded.get_config() == tiny_model.get_config()
     x = rng.uniform(0, 1, (1, 64, 128, 3)).astype("float32")
     np.testing.assert_array_equal(np.asarray(loaded(x)), np.asarray(tiny_model(x)))
-    assert not any(isinstance(l, keras.layers.Lambda) for l in loaded._flatten_layers())
+    assert not any(isinstance(layer, keras.layers.Lambda) for layer in loaded._flatten_layers())
 
 
 def test_xla_compiles_and_agrees(converted_tiny2s, rng):

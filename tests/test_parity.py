@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import FIXTURES, SHARED_OFFICIAL
+
 from maxim_tf.conversion import convert_checkpoint, infer_config, load_official_params
 from maxim_tf.presets import DEFAULT_CONFIG
 

@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import FIXTURES, REPO
+
 from maxim_tf import presets
 from maxim_tf.errors import UsageError
 

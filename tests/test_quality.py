@@ -4,9 +4,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import TINY_CONFIG
 from PIL import Image
 
-from conftest import TINY_CONFIG
 import maxim_tf
 from maxim_tf import metrics, quality
 from maxim_tf.cli import main

@@ -2,12 +2,22 @@
 
 import numpy as np
 import pytest
-
 from conftest import SHARED_IMAGES
+
 from maxim_tf import image_io
-from maxim_tf.restore import (Restorer, blend_ramp, crop_to, ensemble_inverse, ensemble_transform,
-                              pad_for_model, pad_to_even, resolve_model, symmetric_padding,
-                              tile_starts, tile_window_1d)
+from maxim_tf.restore import (
+    Restorer,
+    blend_ramp,
+    crop_to,
+    ensemble_inverse,
+    ensemble_transform,
+    pad_for_model,
+    pad_to_even,
+    resolve_model,
+    symmetric_padding,
+    tile_starts,
+    tile_window_1d,
+)
 
 SAMPLES = sorted(p for p in SHARED_IMAGES.rglob("*") if p.is_file())
 

@@ -4,8 +4,8 @@
 import keras
 import numpy as np
 import pytest
-
 from conftest import REPO
+
 from maxim_tf import metrics, quality
 from maxim_tf.cli import main
 from maxim_tf.image_io import read_image

@@ -12,9 +12,8 @@ import time
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import REPO
+from PIL import Image
 
 # 124 variables: the optimizer and gradient graphs stay small enough to trace fast.
 MODEL = dict(features=8, depth=2, num_stages=1, num_groups=1, num_supervision_scales=2,

@@ -112,9 +112,9 @@ def test_learning_rate_schedule_is_cosine_from_2e4_to_1e7():
 
 def test_zero_init_output_makes_the_model_start_as_the_identity(rng):
     import numpy as np
+    from conftest import TINY_CONFIG
 
     import maxim_tf
-    from conftest import TINY_CONFIG
     from maxim_tf.training.trainer import zero_output_convs
 
     model = maxim_tf.MAXIM(**TINY_CONFIG, return_all_outputs=True)

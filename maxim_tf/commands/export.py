@@ -89,13 +89,11 @@ def options(args):
 
 
 def run(args):
-    from maxim_tf.errors import ModelFileError
+    from maxim_tf import hub
+    from maxim_tf.errors import MaximError, ModelFileError
     from maxim_tf.export import export_model
     from maxim_tf.export.verify import VerificationError
     from maxim_tf.modelfile import check_keras_file
-
-    from maxim_tf import hub
-    from maxim_tf.errors import MaximError
 
     try:
         model = hub.resolve_model(args.model)  # a path, a shipped name or a preset
