@@ -57,6 +57,12 @@ def main(argv=None):
     p.add_argument("--quality-dir", default=str(REPO / "benchmarks" / "quality"))
     p.add_argument("--skip-copy", action="store_true", help="reuse the models already in --out")
     p.add_argument("--crop", type=int, default=512, help="quality benchmark crop (default 512)")
+    p.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS),
+                   help="models to publish (default both); the others are left as they are")
+    p.add_argument("--no-bm3d", action="store_true",
+                   help="leave BM3D out of the quality benchmark (slow: ~16 s per 512² image)")
+    p.add_argument("--no-cards", action="store_true",
+                   help="do not rewrite the model cards (e.g. a card written by hand)")
     p.add_argument("--notes", nargs="*", default=[], metavar="TASK=FILE",
                    help="Markdown with the training history of each model, for its card")
     p.add_argument("--manifest-only", action="store_true",
@@ -75,7 +81,7 @@ def main(argv=None):
 
     out = pathlib.Path(args.out)
     extra = {}
-    for task in TASKS:
+    for task in args.tasks:
         dest = out / f"{task}.keras"
         if not args.skip_copy:
             src = pathlib.Path(args.runs) / task / "model.keras"
@@ -94,11 +100,12 @@ def main(argv=None):
             print(f"  {q}: {path} ({path.stat().st_size / 2**20:.1f} MiB)", file=sys.stderr)
         extra[task] = [str(paths["fp32"]), str(paths["int8"])]
     results = run_quality(pathlib.Path(args.data) / "val", args.quality_dir,
-                          denoise=out / "denoise.keras", deblur=out / "deblur.keras",
-                          extra=extra, crop=args.crop)
+                          denoise=out / "denoise.keras" if "denoise" in args.tasks else None,
+                          deblur=out / "deblur.keras" if "deblur" in args.tasks else None,
+                          extra=extra, crop=args.crop, use_bm3d=not args.no_bm3d)
     notes = dict(item.split("=", 1) for item in args.notes)
     manifest = json.loads((pathlib.Path(args.data) / "manifest.json").read_text())
-    for task in TASKS:
+    for task in ([] if args.no_cards else args.tasks):
         text = pathlib.Path(notes[task]).read_text() if task in notes else ""
         card = model_card(task, out / f"{task}.keras", results, manifest, text)
         fileio.atomic_write_bytes(out / f"{task}.md", card.encode())

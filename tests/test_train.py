@@ -180,13 +180,15 @@ def test_multi_worker_two_processes_end_with_identical_weights(tmp_path):
             train_cmd(config, tmp_path / "run", "--strategy", "multi_worker",
                       "--set", f'debug.dump_weights="{tmp_path / "w"}"'),
             cwd=REPO, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    for i, p in enumerate(procs):
-        try:
-            out, err = p.communicate(timeout=600)
-        finally:
-            for q in procs:
-                if q.poll() is None:
-                    q.kill()
+    outputs = []
+    try:  # wait for both workers before judging either (one may finish a moment later)
+        for p in procs:
+            outputs.append(p.communicate(timeout=600))
+    finally:
+        for q in procs:
+            if q.poll() is None:
+                q.kill()
+    for i, (p, (_, err)) in enumerate(zip(procs, outputs)):
         assert p.returncode == 0, f"worker {i}: {err[-4000:]}"
     w0, w1 = load_dump(f"{tmp_path / 'w'}.worker_0.npz"), load_dump(f"{tmp_path / 'w'}.worker_1.npz")
     assert len(w0) == len(w1) > 100

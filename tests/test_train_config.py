@@ -11,7 +11,9 @@ BUNDLED = ["deblur", "dehaze", "denoise", "denoise_synthetic", "derain", "enhanc
 
 
 # The recipes of the models shipped in saved_models/ (small, CPU-trained).
-RECIPES = ["lomiri_deblur", "lomiri_denoise"]
+RECIPES = ["debian_denoise", "lomiri_deblur", "lomiri_denoise"]
+# Photo-set specs for python -m maxim_tf.training.debphotos (not training configs).
+PHOTO_SETS = ["photos_debian"]
 
 
 def test_shipped_model_recipes_are_valid():
@@ -27,7 +29,7 @@ def test_shipped_model_recipes_are_valid():
 
 
 def test_every_task_has_a_valid_bundled_config():
-    assert sorted(p.stem for p in C.CONFIG_DIR.glob("*.json")) == sorted(BUNDLED + RECIPES)
+    assert sorted(p.stem for p in C.CONFIG_DIR.glob("*.json")) == sorted(BUNDLED + RECIPES + PHOTO_SETS)
     import maxim_tf
     for name in BUNDLED:
         cfg = C.load_config(name, ["model_dir=/tmp/never_written"])
