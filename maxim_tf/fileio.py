@@ -83,3 +83,14 @@ def remove_empty_dirs(created):
             except OSError:
                 pass
     return removed
+
+
+def sha256_file(path, chunk=1 << 20):
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()

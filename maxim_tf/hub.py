@@ -28,7 +28,6 @@ This module imports TensorFlow only to convert or load a model.
 """
 
 import contextlib
-import hashlib
 import http.client
 import json
 import os
@@ -45,6 +44,7 @@ import urllib.request
 from maxim_tf import fileio
 from maxim_tf import presets as presets_lib
 from maxim_tf.errors import DownloadError, ModelNotFoundError
+from maxim_tf.fileio import sha256_file  # noqa: F401  (also used as hub.sha256_file)
 
 MODEL_DIR_ENV = "MAXIM_TF_MODEL_DIR"
 HOME_ENV = "MAXIM_TF_HOME"
@@ -154,11 +154,10 @@ def resolve_model(name_or_path, progress=True):
     """
     text = os.fspath(name_or_path)
     path = pathlib.Path(text).expanduser()
-    if path.exists():  # an explicit file or folder: the one model-file check says what is wrong
-        from maxim_tf.modelfile import check_keras_file
+    if path.exists():  # an explicit file or folder: the model-file checks say what is wrong
+        from maxim_tf.modelfile import check_keras_path
 
-        check_keras_file(path)
-        return path
+        return check_keras_path(path)
     looks_like_path = path.suffix == ".keras" or os.sep in text or "/" in text
     if looks_like_path:
         raise ModelNotFoundError(f"{path}: no such model file")
@@ -196,15 +195,6 @@ def load_model(name_or_path, progress=True, require_maxim=False):
 # ----------------------------------------------------------------------------------------
 # Cache entries
 # ----------------------------------------------------------------------------------------
-
-def sha256_file(path):
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def read_manifest(name):
     """The manifest of the cache entry of ``name`` (dict), or None if absent or unreadable."""

@@ -9,12 +9,13 @@ run it instead of the Keras graph: LiteRT loads in milliseconds and needs no
 tracing, which is most of a one-photo run's wall time with Keras.
 """
 
-import hashlib
 import json
 import os
 import pathlib
 
 import numpy as np
+
+from maxim_tf.fileio import sha256_file
 
 SIGNATURE = "restore"
 INPUT_NAME = "images"
@@ -29,15 +30,6 @@ def _litert():
 
     interpreter = require("ai_edge_litert.interpreter", "cpu", "running .tflite models")
     return interpreter.Interpreter, interpreter.OpResolverType
-
-
-def sha256_of(path, chunk=1 << 20):
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_manifest(folder):
@@ -68,8 +60,8 @@ def shipped_tflite(keras_path):
     try:
         if not (tflite.is_file() and entry.get("source") == keras_path.name
                 and float(entry.get("max_abs_diff", 1.0)) <= SHIPPED_TOLERANCE
-                and entry.get("source_sha256") == sha256_of(keras_path)
-                and entry.get("sha256") == sha256_of(tflite)):
+                and entry.get("source_sha256") == sha256_file(keras_path)
+                and entry.get("sha256") == sha256_file(tflite)):
             return None
         multiple = tuple(int(v) for v in entry["size_multiple"])
     except (OSError, KeyError, TypeError, ValueError):

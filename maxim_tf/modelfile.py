@@ -24,6 +24,23 @@ from maxim_tf.errors import ModelFileError
 _KERAS_CONFIG = "config.json"
 
 
+def check_keras_path(path):
+    """Raise :class:`ModelFileError` unless ``path`` is an existing file named ``*.keras``.
+
+    Returns:
+        ``pathlib.Path(path)``.
+    """
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise ModelFileError(f"{path}: no such model file")
+    if path.is_dir():
+        raise ModelFileError(f"{path}: is a directory, not a .keras model file")
+    if path.suffix != ".keras":
+        raise ModelFileError(f"{path}: not a .keras model file (save models with "
+                             f"model.save('name.keras'))")
+    return path
+
+
 def check_keras_file(path):
     """Raise :class:`ModelFileError` unless ``path`` looks like a complete ``.keras`` file.
 
@@ -35,14 +52,7 @@ def check_keras_file(path):
     Returns:
         The parsed ``config.json`` (a dict).
     """
-    path = pathlib.Path(path)
-    if not path.exists():
-        raise ModelFileError(f"{path}: no such model file")
-    if path.is_dir():
-        raise ModelFileError(f"{path}: is a directory, not a .keras model file")
-    if path.suffix != ".keras":
-        raise ModelFileError(f"{path}: not a .keras model file (save models with "
-                             f"model.save('name.keras'))")
+    path = check_keras_path(path)
     if path.stat().st_size == 0:
         raise ModelFileError(f"{path}: the model file is empty (0 bytes)")
     if not zipfile.is_zipfile(path):

@@ -135,7 +135,7 @@ def write_manifest(out):
               rng.random((2, 40, 56, 3)).astype(np.float32)]
     manifest = {"files": {}, "tflite": {}}
     for path in sorted(out.glob("*.keras")) + sorted(out.glob("*.tflite")):
-        manifest["files"][path.name] = {"sha256": litert.sha256_of(path),
+        manifest["files"][path.name] = {"sha256": fileio.sha256_file(path),
                                         "bytes": path.stat().st_size}
     for keras_path in sorted(out.glob("*.keras")):
         tflite = keras_path.with_name(f"{keras_path.stem}_fp32.tflite")
@@ -147,8 +147,8 @@ def write_manifest(out):
         diff = max(float(np.max(np.abs(reference.restore_float(x) - runner.restore_float(x))))
                    for x in inputs)
         manifest["tflite"][tflite.name] = {
-            "source": keras_path.name, "source_sha256": litert.sha256_of(keras_path),
-            "sha256": litert.sha256_of(tflite), "size_multiple": list(model.size_multiple),
+            "source": keras_path.name, "source_sha256": fileio.sha256_file(keras_path),
+            "sha256": fileio.sha256_file(tflite), "size_multiple": list(model.size_multiple),
             "max_abs_diff": diff, "checked_on": [list(x.shape) for x in inputs]}
     fileio.atomic_write_bytes(out / litert.MANIFEST,
                               (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())

@@ -86,7 +86,7 @@ def test_unknown_name_lists_presets_and_paths_are_not_names(tmp_path, monkeypatc
         hub.resolve_model("maxim-s9-nothing")
     with pytest.raises(FileNotFoundError, match="no such model file"):
         hub.resolve_model(tmp_path / "maxim-s3-denoising-sidd.keras")
-    with pytest.raises(ModelFileError, match="is a folder"):
+    with pytest.raises(ModelFileError, match="is a directory"):
         hub.resolve_model(tmp_path)
     assert hub.resolve_model("denoise").name == "denoise.keras"
     assert not (tmp_path / "cache").exists()

@@ -289,7 +289,7 @@ def test_resolve_model_errors_list_available(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="Available names: .*denoise_small"):
         resolve_model("no_such_model")
     (tmp_path / "weights.h5").write_bytes(b"x")
-    with pytest.raises(ValueError, match="not a .keras file"):
+    with pytest.raises(ValueError, match="not a .keras model file"):
         resolve_model(tmp_path / "weights.h5")
 
 
