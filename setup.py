@@ -29,7 +29,7 @@ ROOTS = {
 # Files other than .py that the code reads at run time.
 PACKAGE_DATA = {
     "maxim_tf.training": ["configs/*.json"],
-    "maxim_tf.saved_models": ["*.keras", "*.tflite", "*.md"],
+    "maxim_tf.saved_models": ["*.keras", "*.tflite", "*.md", "manifest.json"],
 }
 
 

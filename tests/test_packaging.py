@@ -28,7 +28,7 @@ ROOTS = {"maxim_tf": "maxim_tf", "conversion": "maxim_tf/conversion",
          "export": "maxim_tf/export", "training": "maxim_tf/training",
          "saved_models": "maxim_tf/saved_models"}
 RUNTIME_DATA = ("training/configs/*.json", "saved_models/*.keras", "saved_models/*.tflite",
-                "saved_models/*.md")
+                "saved_models/*.md", "saved_models/manifest.json")
 LOG_LINE = re.compile(r"^(I0000|W0000|E0000|WARNING: All log messages)", re.M)
 
 
@@ -118,6 +118,7 @@ def test_installed_wheel_works_from_any_folder(wheel, tmp_path):
     with Image.open(work / "photo.png") as a, Image.open(work / "out" / "photo.png") as b:
         assert a.size == b.size
     assert not LOG_LINE.search(restore.stderr), restore.stderr  # quiet by default
+    assert "(litert)" in restore.stdout, restore.stdout  # the shipped model's verified twin
     assert "Traceback" not in restore.stderr
 
     convert = _run([mt, "convert", str(FIXTURE / "checkpoint.npz"), "--config",
