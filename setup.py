@@ -98,7 +98,7 @@ setup(
         "export": ["ai-edge-litert>=2.3", "tf2onnx>=1.17", "onnx>=1.17", "onnxruntime>=1.20"],
         "train": ["tensorflow-datasets>=4.9.10", f"tensorboard=={TF}"],
         "bench": ["matplotlib>=3.8", "bm3d>=4.0"],
-        "test": ["pytest>=8", "build>=1.2"],
+        "test": ["pytest>=8"],
         "lint": ["ruff>=0.6"],
     },
     entry_points={"console_scripts": ["maxim-tf=maxim_tf.cli:console_main"]},
