@@ -10,7 +10,7 @@ OUT=out/demo
 mkdir -p "$OUT"
 
 echo "[maxim-tf] maxim-tf restore $SAMPLE -o $OUT   (default model: denoise)"
-$MT restore "$SAMPLE" -o "$OUT"
+$MT restore "$SAMPLE" -o "$OUT" --overwrite
 .venv/bin/python - "$SAMPLE" "$OUT/$(basename "$SAMPLE")" "$CLEAN" "$OUT/before_after.png" <<'PY'
 import sys
 import numpy as np
