@@ -33,8 +33,9 @@ QUANTIZATIONS = ("fp32", "fp16", "dynamic", "int8")
 INT8_IO_TYPES = ("float32", "uint8", "int8")
 # Left in float32 in an "int8" model. XNNPACK (LiteRT's CPU delegate) has no int8 kernel for
 # them, so each one split the graph into a separate delegate partition (84 partitions at a
-# fixed 512x512, ~2x slower than fp32); in float the whole fixed-size model is one XNNPACK
-# partition and faster than fp32. The layer-norm statistics are also far more accurate in float.
+# fixed 512x512, slower than fp32); in float the whole fixed-size model is one XNNPACK
+# partition (timings: benchmarks/results/). The layer-norm statistics are also far more
+# accurate in float.
 INT8_FLOAT_OPS = ("GELU", "SQUARED_DIFFERENCE", "RSQRT", "NEG", "MEAN")
 _QUANTIZED_CONTRACTIONS = {"CONV_2D": (0, 1, 2), "FULLY_CONNECTED": (0, 1, 2),
                            "DEPTHWISE_CONV_2D": (0, 1, 2), "TRANSPOSE_CONV": (2, 1, 3)}

@@ -1,7 +1,7 @@
-"""Fusion-friendly forms of the per-pixel layers (Dense, Conv2D, LayerNorm).
+"""The per-pixel layers of MAXIM (Dense, Conv2D, LayerNorm) in fusion-friendly form.
 
-MAXIM spends most of its CPU time outside its matmuls: at 256² an S-3 forward
-pass runs ~2 500 elementwise multiplies, 370 layer norms and 240 GELUs, each a
+MAXIM spends most of its CPU time outside its matmuls: an S-3 forward pass runs
+thousands of elementwise multiplies, hundreds of layer norms and GELUs, each a
 full pass over memory. TensorFlow's graph optimizer (Grappler's remapper, with
 oneDNN on x86) fuses them into the contractions, but only when the graph has
 the shapes it looks for:
@@ -15,10 +15,23 @@ the shapes it looks for:
   ``_MklLayerNorm`` (the statistics over channels of each pixel are the batch
   statistics of a ``[1, pixels, channels, 1]`` NCHW tensor).
 
-The functions here take the Keras sub-layer (for its variables, so variable
-names, checkpoints and the converter are unchanged) and the input, and build
-those shapes. Results equal the Keras layers up to float rounding (the parity
-tests hold them to the official outputs at 1e-4).
+Each class here is the Keras layer it subclasses (same variables, same variable
+names, so checkpoints and the converter see ordinary ``Dense``/``Conv2D``/
+``LayerNormalization`` layers) whose ``call`` emits those shapes. The MAXIM
+blocks in :mod:`maxim_tf.layers` call them like any Keras layer; the few fused
+epilogues a block needs are call arguments with a plain meaning:
+
+* ``Dense(x, residual=r)`` is ``r + dropout(dense(x))`` (the add rides on the
+  matmul when dropout is inactive);
+* ``Dense([u, v])`` is ``dense(concatenate([u, v]))`` computed as two matmuls
+  over row blocks of the kernel (no concatenated copy);
+* ``Dense(x, split=2)`` is ``split(dense(x), 2)`` computed as two matmuls over
+  column blocks (no split copy);
+* ``SpatialDense(x, offset=1.0)`` is ``dense(x) + 1`` with the 1 folded into
+  the bias.
+
+Results equal the stock Keras layers up to float rounding (tests/test_fused.py;
+the parity tests hold the whole model to the official outputs at 1e-4).
 
 The batch-norm form of LayerNorm is not a builtin TFLite op and tf2onnx does
 not convert it; :func:`portable_graph` makes traces use Keras'
@@ -28,11 +41,13 @@ not convert it; :func:`portable_graph` makes traces use Keras'
 import contextlib
 import threading
 
+import keras
 import tensorflow as tf
 
 from maxim_tf import ops as mops
 
 _STATE = threading.local()
+ACTIVATIONS = (None, "gelu", "leaky_relu")
 
 
 @contextlib.contextmanager
@@ -58,111 +73,246 @@ def is_portable():
     return getattr(_STATE, "portable", False)
 
 
-def _value(variable, dtype):
-    return tf.cast(variable, dtype)
+def activate(y, activation, slope=0.2):
+    """``activation(y)`` for the activations MAXIM uses.
 
-
-def _bias(layer, dtype, shift=0.0, columns=None):
-    """The layer's bias (None without one) plus ``shift``, sliced to ``columns``."""
-    bias = _value(layer.bias, dtype) if layer.use_bias else None
-    if shift:
-        bias = bias + shift if bias is not None else tf.fill([layer.units], tf.cast(shift, dtype))
-    if bias is not None and columns is not None:
-        bias = bias[columns[0]:columns[1]]
-    return bias
-
-
-def _out_shape(x, channels):
-    return mops._dims(x)[:-1] + [channels]
-
-
-def _activate(y, activation, slope=0.2):
+    Args:
+        y: tensor.
+        activation: None, ``"gelu"`` (the tanh approximation, Flax ``nn.gelu``'s
+            default; a single op Grappler fuses into the matmul) or
+            ``"leaky_relu"``.
+        slope: negative slope of ``"leaky_relu"``.
+    """
     if activation is None:
         return y
     if activation == "gelu":
-        # Flax nn.gelu: the tanh approximation.
         return tf.nn.gelu(y, approximate=True)
     if activation == "leaky_relu":
         return tf.nn.leaky_relu(y, alpha=slope)
-    raise ValueError(f"Unknown activation {activation!r}")
+    raise ValueError(f"Unknown activation {activation!r}; expected one of {ACTIVATIONS}")
 
 
-def dense(layer, x, activation=None, residual=None, columns=None, bias_shift=0.0, rows=None,
-          use_bias=True):
-    """``activation(x @ kernel + bias [+ residual])`` over the last axis.
+def _check_activation(activation):
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}. Received: activation={activation!r}")
+    return activation
+
+
+def _dims(x, channels):
+    """The shape of ``x`` with its last axis replaced by ``channels``."""
+    return mops.dims(x)[:-1] + [channels]
+
+
+class Dense(keras.layers.Dense):
+    """``keras.layers.Dense`` over the last axis, written as one fused 2-D matmul.
 
     Args:
-        layer: a built ``keras.layers.Dense`` (its own activation must be None).
-        x: tensor of any rank >= 2, channels last.
-        activation: None, "gelu" (tanh approximation) or "leaky_relu".
-        residual: optional tensor of the output's shape, added before the
-            activation (fused into the matmul as its ``Add`` epilogue).
-        columns: optional ``(start, stop)``: use only these output units
-            (so ``split(dense(x))`` becomes two fused matmuls and no copy).
-        bias_shift: constant added to the bias (``dense(x) + 1`` in one op).
-        rows: optional ``(start, stop)``: ``x`` holds only these input
-            channels (so ``dense(concat([u, v]))`` can be two matmuls).
-        use_bias: False to leave the layer's bias out (add it once when
-            splitting a matmul by rows).
+        units: output channels.
+        activation: None, ``"gelu"`` (tanh approximation) or ``"leaky_relu"``,
+            applied inside the fused matmul.
+        dropout_rate: dropout applied to the output in training (the official
+            blocks' ``Dropout`` after their output projections).
+        **kwargs: the other arguments of ``keras.layers.Dense`` (``use_bias``,
+            initialisers, ``name``, ``dtype``).
+
+    Call arguments:
+        inputs: a tensor of rank >= 2 (channels last), or a list of tensors that
+            stand for their concatenation along the channels.
+        residual: optional tensor of the output's shape: returns
+            ``residual + output``.
+        split: return the output split into this many equal channel groups,
+            each computed by its own matmul.
+        training: enables dropout.
     """
-    kernel = _value(layer.kernel, x.dtype)
-    if rows is not None:
-        kernel = kernel[rows[0]:rows[1]]
-    if columns is not None:
-        kernel = kernel[:, columns[0]:columns[1]]
-    bias = _bias(layer, x.dtype, bias_shift, columns) if use_bias else None
-    units = kernel.shape[-1]
-    y = tf.matmul(tf.reshape(x, [-1, x.shape[-1]]), kernel)
-    if bias is not None:
-        y = tf.nn.bias_add(y, bias)
-    if residual is not None:
-        y = y + tf.reshape(residual, [-1, units])
-    y = _activate(y, activation)
-    return tf.reshape(y, _out_shape(x, units))
+
+    def __init__(self, units, activation=None, dropout_rate=0.0, **kwargs):
+        super().__init__(units, activation=None, **kwargs)
+        self.fused_activation = _check_activation(activation)
+        self.dropout_rate = float(dropout_rate)
+        self.dropout = keras.layers.Dropout(self.dropout_rate, dtype=self.dtype_policy)
+
+    def build(self, input_shape):
+        if isinstance(input_shape, list):  # a list of shapes: their concatenation
+            input_shape = tuple(input_shape[0][:-1]) + (sum(s[-1] for s in input_shape),)
+        super().build(input_shape)
+        self.input_spec = None  # lists of inputs and any rank are accepted
+
+    def call(self, inputs, residual=None, split=1, training=None):
+        dropout = bool(training) and self.dropout_rate > 0
+        if dropout:
+            y = self._matmul(inputs, 0, self.units)
+            y = self.dropout(y, training=training)
+            if residual is not None:
+                y = y + residual
+            return tf.split(y, split, axis=-1) if split > 1 else y
+        if split > 1:
+            if residual is not None:
+                raise ValueError("Dense: `residual` and `split` cannot be combined")
+            step = self.units // split
+            return [self._matmul(inputs, i * step, (i + 1) * step) for i in range(split)]
+        return self._matmul(inputs, 0, self.units, residual)
+
+    def _matmul(self, inputs, start, stop, residual=None):
+        """``activation(concat(inputs) @ kernel[:, start:stop] + bias[start:stop] [+ residual])``."""
+        parts = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        dtype = parts[0].dtype
+        kernel = tf.cast(self.kernel, dtype)
+        bias = tf.cast(self.bias, dtype) if self.use_bias else None
+        if (start, stop) != (0, self.units):
+            kernel = kernel[:, start:stop]
+            bias = bias[start:stop] if bias is not None else None
+        if residual is not None and self.fused_activation is not None:
+            raise ValueError("Dense: `residual` is added after the output, not before an activation")
+        # concat([u, v]) @ K = u @ K[:cu] + v @ K[cu:]: the last row block takes the
+        # bias and the residual, each earlier one adds onto it (fused Add epilogues).
+        offsets = [0]
+        for p in parts:
+            offsets.append(offsets[-1] + p.shape[-1])
+        y = residual
+        for i in reversed(range(len(parts))):
+            x = parts[i]
+            rows = kernel if len(parts) == 1 else kernel[offsets[i]:offsets[i + 1]]
+            out = tf.matmul(tf.reshape(x, [-1, x.shape[-1]]), rows)
+            if bias is not None:
+                out = tf.nn.bias_add(out, bias)
+                bias = None
+            if y is not None:
+                out = out + tf.reshape(y, [-1, stop - start])
+            y = out
+        y = activate(y, self.fused_activation)
+        return tf.reshape(y, _dims(parts[0], stop - start))
+
+    def compute_output_shape(self, input_shape):
+        if isinstance(input_shape, list):
+            input_shape = input_shape[0]
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(activation=self.fused_activation, dropout_rate=self.dropout_rate)
+        return config
 
 
-def conv(layer, x, activation=None, slope=0.2):
-    """``activation(conv2d(x) + bias)`` of a ``keras.layers.Conv2D`` with
-    "same" padding, as ``Conv2D -> BiasAdd -> activation`` (one fused op)."""
-    y = tf.nn.conv2d(x, _value(layer.kernel, x.dtype), strides=layer.strides,
-                     padding="SAME", dilations=layer.dilation_rate)
-    if layer.use_bias:
-        y = tf.nn.bias_add(y, _value(layer.bias, x.dtype))
-    return _activate(y, activation, slope)
+class SpatialDense(keras.layers.Dense):
+    """A Dense that mixes pixel positions, not channels: the spatial projection of
+    the gating units.
 
+    ``axis="block"`` mixes the ``fh * fw`` pixels inside each block of a
+    :func:`~maxim_tf.ops.block_partition` (official ``BlockGatingUnit``, local);
+    ``axis="grid"`` mixes the ``gh * gw`` grid cells of a
+    :func:`~maxim_tf.ops.grid_partition` (``GridGatingUnit``, global, dilated).
+    The same ``[size[0] * size[1]]²`` kernel and bias apply to every channel.
 
-def layer_norm(layer, x):
-    """A ``keras.layers.LayerNormalization`` over the last axis of ``x``.
+    Args:
+        axis: ``"block"`` or ``"grid"``.
+        size: ``(fh, fw)`` block size or ``(gh, gw)`` grid size.
+        **kwargs: the other arguments of ``keras.layers.Dense`` except ``units``
+            and ``activation`` (``use_bias``, initialisers, ``name``, ``dtype``).
 
-    Outside :func:`portable_graph`, and for float32 inputs, written as the
-    pattern Grappler fuses into one ``_MklLayerNorm`` pass (see module doc);
-    otherwise the Keras layer itself.
+    Call arguments:
+        inputs: ``[N, H, W, C]`` with H, W divisible by ``size`` (block) or
+            ``size`` dividing them (grid).
+        offset: constant added to the output (the gating unit's ``+ 1``),
+            folded into the bias.
     """
-    c = x.shape[-1]
-    flat = tf.reshape(x, [-1, c])
-    # With a static pixel count Grappler constant-folds the Fill ops and the
-    # pattern no longer matches (an unfused training-mode batch norm is
-    # slower than Keras' layer norm): trace with unknown H, W to get the fusion.
-    if (is_portable() or x.dtype != tf.float32 or not (layer.scale and layer.center)
-            or getattr(layer, "rms_scaling", False) or flat.shape[0] is not None):
-        return layer(x)
-    flat_shape = tf.shape(flat)
-    pixels = flat_shape[0:1]
-    # The raw op: the tf.nn wrapper raises epsilon to cuDNN's old 1.001e-5.
-    empty = tf.constant([], tf.float32)
-    y = tf.raw_ops.FusedBatchNormV3(
-        x=tf.reshape(flat, tf.concat([[1], pixels, [c, 1]], 0)),
-        scale=tf.fill(pixels, 1.0), offset=tf.fill(pixels, 0.0), mean=empty, variance=empty,
-        epsilon=float(layer.epsilon), data_format="NCHW", is_training=True).y
-    y = tf.reshape(y, flat_shape) * _value(layer.gamma, x.dtype) + _value(layer.beta, x.dtype)
-    return tf.reshape(y, _out_shape(x, c))
+
+    def __init__(self, axis, size, **kwargs):
+        if axis not in ("block", "grid"):
+            raise ValueError(f"axis must be 'block' or 'grid'. Received: axis={axis!r}")
+        size = mops.pair(size)
+        super().__init__(size[0] * size[1], **kwargs)
+        self.axis, self.size = axis, size
+
+    def build(self, input_shape=None):
+        super().build((None, self.units))
+        self.input_spec = None
+
+    def call(self, inputs, offset=0.0):
+        dtype = inputs.dtype
+        bias = tf.cast(self.bias, dtype) if self.use_bias else None
+        if offset:
+            bias = bias + offset if bias is not None else tf.fill([self.units], tf.cast(offset, dtype))
+        partition, unpartition = ((mops.block_partition, mops.block_unpartition) if self.axis == "block"
+                                  else (mops.grid_partition, mops.grid_unpartition))
+        rows = partition(inputs, self.size)  # [(other positions, channels), positions]
+        y = tf.matmul(rows, tf.cast(self.kernel, dtype))
+        if bias is not None:
+            y = tf.nn.bias_add(y, bias)
+        return unpartition(y, mops.dims(inputs), self.size)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        for key in ("units", "activation"):
+            config.pop(key, None)
+        config.update(axis=self.axis, size=self.size)
+        return config
 
 
-def mix(layer, x, mode, size, bias_shift=0.0):
-    """Spatial mixing of a gating unit with the Dense ``layer``'s weights:
-    ``mode`` "grid" (across grid cells) or "block" (within blocks); the bias
-    plus ``bias_shift`` is added in the matmul's fused BiasAdd."""
-    kernel = _value(layer.kernel, x.dtype)
-    bias = _bias(layer, x.dtype, bias_shift)
-    fn = mops.mix_grid_axis if mode == "grid" else mops.mix_block_axis
-    return fn(x, size, kernel, bias)
+class Conv2D(keras.layers.Conv2D):
+    """``keras.layers.Conv2D`` ("same" padding) as ``Conv2D -> BiasAdd -> activation``,
+    which Grappler fuses into one op.
+
+    Args:
+        filters: output channels.
+        kernel_size: int or pair.
+        activation: None or ``"leaky_relu"`` (or ``"gelu"``), fused.
+        negative_slope: slope of ``"leaky_relu"``.
+        **kwargs: the other arguments of ``keras.layers.Conv2D`` (``strides``,
+            ``use_bias``, initialisers, ``name``, ``dtype``); padding is "same".
+    """
+
+    def __init__(self, filters, kernel_size, activation=None, negative_slope=0.2, **kwargs):
+        kwargs["padding"] = "same"
+        super().__init__(filters, kernel_size, activation=None, **kwargs)
+        self.fused_activation = _check_activation(activation)
+        self.negative_slope = float(negative_slope)
+
+    def call(self, inputs):
+        y = tf.nn.conv2d(inputs, tf.cast(self.kernel, inputs.dtype), strides=self.strides,
+                         padding="SAME", dilations=self.dilation_rate)
+        if self.use_bias:
+            y = tf.nn.bias_add(y, tf.cast(self.bias, inputs.dtype))
+        return activate(y, self.fused_activation, self.negative_slope)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(activation=self.fused_activation, negative_slope=self.negative_slope)
+        return config
+
+
+class LayerNormalization(keras.layers.LayerNormalization):
+    """``keras.layers.LayerNormalization`` over the last axis, written (for float32
+    outside :func:`portable_graph`) as the pattern Grappler fuses into one
+    ``_MklLayerNorm`` pass (see the module docstring); otherwise the Keras layer.
+
+    Args:
+        epsilon: added to the variance (MAXIM uses Flax's 1e-6).
+        **kwargs: the other arguments of ``keras.layers.LayerNormalization``.
+    """
+
+    def call(self, inputs):
+        c = inputs.shape[-1]
+        flat = tf.reshape(inputs, [-1, c])
+        # With a static pixel count Grappler constant-folds the Fill ops and the
+        # pattern no longer matches (an unfused training-mode batch norm is
+        # slower than Keras' layer norm): only traces with unknown H, W fuse.
+        if (is_portable() or inputs.dtype != tf.float32 or not (self.scale and self.center)
+                or getattr(self, "rms_scaling", False) or flat.shape[0] is not None):
+            return super().call(inputs)
+        flat_shape = tf.shape(flat)
+        pixels = flat_shape[0:1]
+        # The raw op: the tf.nn wrapper raises epsilon to cuDNN's old 1.001e-5.
+        empty = tf.constant([], tf.float32)
+        y = tf.raw_ops.FusedBatchNormV3(
+            x=tf.reshape(flat, tf.concat([[1], pixels, [c, 1]], 0)),
+            scale=tf.fill(pixels, 1.0), offset=tf.fill(pixels, 0.0), mean=empty, variance=empty,
+            epsilon=float(self.epsilon), data_format="NCHW", is_training=True).y
+        y = tf.reshape(y, flat_shape) * self.gamma + self.beta
+        return tf.reshape(y, _dims(inputs, c))
+
+
+for _cls in (Dense, SpatialDense, Conv2D, LayerNormalization):
+    keras.saving.register_keras_serializable(package="maxim_tf.fused")(_cls)

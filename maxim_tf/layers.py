@@ -1,11 +1,42 @@
 """Keras 3 layers of MAXIM (Tu et al., "MAXIM: Multi-Axis MLP for Image
-Processing", CVPR 2022), one class per block of the paper's Fig. 2/3.
+Processing", CVPR 2022), one class per block of the paper.
+
+Where each block of the paper lives (Fig. 2 = the MAXIM backbone, Fig. 3 = the
+multi-axis gMLP block and the cross-gating block):
+
+==============================  ===========================================
+paper                           here
+==============================  ===========================================
+multi-axis gMLP block (Fig. 3a) :class:`MultiAxisGmlpBlock`, built from two
+                                :class:`GmlpLayer` (``mode="grid"`` /
+                                ``"block"``) and their :class:`GatingUnit`
+block / grid partition          :func:`maxim_tf.ops.block_partition`,
+                                :func:`maxim_tf.ops.grid_partition`
+cross-gating block (Fig. 3b)    :class:`CrossGatingBlock` with its
+                                :class:`SpatialGatingWeights`
+RCAB / RDCAB                    :class:`RCAB`, :class:`RDCAB` (with
+                                :class:`ChannelAttention`, :class:`MlpBlock`)
+encoder / decoder / bottleneck  :class:`UNetEncoderBlock`,
+                                :class:`UNetDecoderBlock`,
+                                :class:`BottleneckBlock`
+SAM (between stages)            :class:`SAM`
+multi-scale in/out (Fig. 2)     :class:`UpSampleRatio`,
+                                :class:`NearestDownsample`,
+                                :mod:`maxim_tf.model`
+==============================  ===========================================
+
+Each ``call`` is the block's reference form, line by line as in the official
+Flax code. The per-pixel sub-layers are the fusion-friendly ``Dense``,
+``Conv2D`` and ``LayerNormalization`` of :mod:`maxim_tf.fused` (the reason this
+port is faster than the official code on CPU); their few fused epilogues read
+as call arguments: ``dense(x, residual=r)`` is ``r + dense(x)``,
+``dense([u, v])`` is ``dense(concatenate([u, v]))`` and ``dense(x, split=2)``
+is ``split(dense(x), 2)``.
 
 Sub-layers carry the names of the official Flax modules (``LayerNorm_in``,
 ``in_project``, ``GridGmlpLayer``, ``Dense_0`` ...), so a Keras variable path
 such as ``stage_0_encoder_block_0/SplitHeadMultiAxisGmlpLayer_0/in_project/kernel``
 is the official parameter path; the checkpoint converter is a name lookup.
-
 Numerics follow Flax: LayerNorm epsilon 1e-6, tanh-approximated GELU.
 """
 
@@ -16,15 +47,7 @@ from maxim_tf import fused
 from maxim_tf import ops as mops
 
 LN_EPS = 1e-6  # Flax nn.LayerNorm default (Keras defaults to 1e-3).
-
-
-def _pair(v):
-    if isinstance(v, int):
-        return (v, v)
-    v = tuple(int(i) for i in v)
-    if len(v) != 2:
-        raise ValueError(f"Expected an int or a pair of ints. Received: {v}")
-    return v
+_pair = mops.pair  # kept for callers of the old private name
 
 
 def _scaled(shape, factor, channels):
@@ -51,29 +74,26 @@ class _Block(keras.layers.Layer):
 
     # Initialisers follow the official Flax modules (for training from scratch):
     # gMLP projections N(0, 0.02), other Dense/Conv kernels LeCun normal.
-    def _dense(self, units, name, init="normal", bias_init="zeros"):
+    def _dense(self, units, name, activation=None, dropout=False, init="normal"):
+        """A per-pixel Dense; ``dropout=True`` gives it this block's dropout rate."""
         kernel_init = (keras.initializers.RandomNormal(stddev=2e-2) if init == "normal"
                        else "lecun_normal")
-        return keras.layers.Dense(
-            units,
-            use_bias=self.use_bias,
-            kernel_initializer=kernel_init,
-            bias_initializer=bias_init,
-            name=name,
-            dtype=self.dtype_policy,
-        )
+        return fused.Dense(
+            units, activation=activation, dropout_rate=self.dropout_rate if dropout else 0.0,
+            use_bias=self.use_bias, kernel_initializer=kernel_init, name=name,
+            dtype=self.dtype_policy)
 
-    def _conv(self, filters, kernel_size, name, strides=1):
-        return keras.layers.Conv2D(
-            filters,
-            kernel_size,
-            strides=strides,
-            padding="same",
-            use_bias=self.use_bias,
-            kernel_initializer="lecun_normal",
-            name=name,
-            dtype=self.dtype_policy,
-        )
+    def _spatial_dense(self, axis, size, name, bias_init="zeros"):
+        return fused.SpatialDense(
+            axis, size, use_bias=self.use_bias,
+            kernel_initializer=keras.initializers.RandomNormal(stddev=2e-2),
+            bias_initializer=bias_init, name=name, dtype=self.dtype_policy)
+
+    def _conv(self, filters, kernel_size, name, strides=1, activation=None, negative_slope=0.2):
+        return fused.Conv2D(
+            filters, kernel_size, activation=activation, negative_slope=negative_slope,
+            strides=strides, use_bias=self.use_bias, kernel_initializer="lecun_normal",
+            name=name, dtype=self.dtype_policy)
 
     def _conv_up(self, filters, name):
         return keras.layers.Conv2DTranspose(
@@ -82,43 +102,24 @@ class _Block(keras.layers.Layer):
         )
 
     def _norm(self, name):
-        return keras.layers.LayerNormalization(epsilon=LN_EPS, name=name, dtype=self.dtype_policy)
-
-    def _dropout(self, name):
-        return keras.layers.Dropout(self.dropout_rate, name=name, dtype=self.dtype_policy)
-
-    def _project(self, dense, dropout, x, residual, training):
-        """``residual + dropout(dense(x))``; without active dropout the add is
-        fused into the matmul."""
-        if training and self.dropout_rate > 0:
-            return dropout(fused.dense(dense, x), training=training) + residual
-        return fused.dense(dense, x, residual=residual)
-
-    def _project_concat(self, dense, dropout, u, v, residual, training):
-        """``residual + dropout(dense(concat([u, v])))`` as two matmuls (no
-        concatenated copy; the bias and residual ride on the first)."""
-        if training and self.dropout_rate > 0:
-            return dropout(fused.dense(dense, ops.concatenate([u, v], axis=-1)),
-                           training=training) + residual
-        h = u.shape[-1]
-        y = fused.dense(dense, v, rows=(h, h + v.shape[-1]), residual=residual)
-        return fused.dense(dense, u, rows=(0, h), residual=y, use_bias=False)
-
-    def _project_split(self, dense, x):
-        """``split(gelu(dense(x)), 2)`` as two fused matmuls (no split copy)."""
-        half = dense.units // 2
-        return (fused.dense(dense, x, "gelu", columns=(0, half)),
-                fused.dense(dense, x, "gelu", columns=(half, 2 * half)))
+        return fused.LayerNormalization(epsilon=LN_EPS, name=name, dtype=self.dtype_policy)
 
 
 class MlpBlock(_Block):
-    """Dense -> GELU -> Dropout -> Dense over channels (RDCAB's channel mixing)."""
+    """Channel MLP: Dense -> GELU -> Dropout -> Dense (official ``MlpBlock``,
+    RDCAB's channel mixing).
+
+    Args:
+        mlp_dim: hidden channels.
+        dropout_rate: dropout after the GELU (training only). Defaults to 0.
+        use_bias: whether the Dense layers have biases. Defaults to True.
+        **kwargs: ``keras.layers.Layer`` arguments (``name``, ``dtype``).
+    """
 
     def __init__(self, mlp_dim, dropout_rate=0.0, use_bias=True, **kwargs):
         super().__init__(**kwargs)
         self._store(mlp_dim=mlp_dim, dropout_rate=dropout_rate, use_bias=use_bias)
-        self.dense_0 = self._dense(mlp_dim, "Dense_0")
-        self.dropout = self._dropout("dropout")
+        self.dense_0 = self._dense(mlp_dim, "Dense_0", activation="gelu", dropout=True)
         self.dense_1 = None
 
     def build(self, input_shape):
@@ -127,16 +128,23 @@ class MlpBlock(_Block):
         self.dense_1.build(input_shape[:-1] + (self.mlp_dim,))
 
     def call(self, x, training=None):
-        x = fused.dense(self.dense_0, x, "gelu")
-        x = self.dropout(x, training=training)
-        return fused.dense(self.dense_1, x)
+        x = self.dense_0(x, training=training)  # Dense + GELU + dropout
+        return self.dense_1(x)
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
 
 class ChannelAttention(_Block):
-    """Squeeze-and-excitation channel attention (official ``CALayer``)."""
+    """Squeeze-and-excitation channel attention (official ``CALayer``):
+    ``x * sigmoid(conv(relu(conv(mean(x)))))`` with 1x1 convolutions.
+
+    Args:
+        features: channels of the input and output.
+        reduction: channel reduction of the squeeze. Defaults to 4.
+        use_bias: whether the convolutions have biases. Defaults to True.
+        **kwargs: ``keras.layers.Layer`` arguments (``name``, ``dtype``).
+    """
 
     def __init__(self, features, reduction=4, use_bias=True, **kwargs):
         super().__init__(**kwargs)
@@ -160,14 +168,24 @@ class ChannelAttention(_Block):
 
 
 class RCAB(_Block):
-    """Residual channel attention block: LN, conv3x3, leaky ReLU, conv3x3, CA."""
+    """Residual channel attention block (official ``RCAB``):
+    ``x + CA(conv3x3(leaky_relu(conv3x3(LayerNorm(x)))))``.
+
+    Args:
+        features: channels of the input and output.
+        reduction: channel reduction of the attention. Defaults to 4.
+        lrelu_slope: negative slope of the leaky ReLU. Defaults to 0.2.
+        use_bias: whether the convolutions have biases. Defaults to True.
+        **kwargs: ``keras.layers.Layer`` arguments (``name``, ``dtype``).
+    """
 
     def __init__(self, features, reduction=4, lrelu_slope=0.2, use_bias=True, **kwargs):
         super().__init__(**kwargs)
         self._store(
             features=features, reduction=reduction, lrelu_slope=lrelu_slope, use_bias=use_bias)
         self.layer_norm = self._norm("LayerNorm")
-        self.conv1 = self._conv(features, 3, "conv1")
+        self.conv1 = self._conv(features, 3, "conv1", activation="leaky_relu",
+                                negative_slope=lrelu_slope)
         self.conv2 = self._conv(features, 3, "conv2")
         self.channel_attention = ChannelAttention(
             features, reduction, use_bias, name="channel_attention", dtype=self.dtype_policy
@@ -181,17 +199,28 @@ class RCAB(_Block):
         self.channel_attention.build(feat)
 
     def call(self, x):
-        y = fused.layer_norm(self.layer_norm, x)
-        y = fused.conv(self.conv1, y, "leaky_relu", self.lrelu_slope)
-        y = fused.conv(self.conv2, y)
-        return self.channel_attention(y) + x
+        shortcut = x
+        x = self.layer_norm(x)
+        x = self.conv1(x)  # conv + leaky ReLU
+        x = self.conv2(x)
+        x = self.channel_attention(x)
+        return x + shortcut
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
 
 class RDCAB(_Block):
-    """Residual dense channel attention block (used in the bottleneck)."""
+    """Residual dense channel attention block of the bottleneck (official
+    ``RDCAB``): ``x + CA(MLP(LayerNorm(x)))``.
+
+    Args:
+        features: channels of the input and output.
+        reduction: channel reduction of the attention. Defaults to 16.
+        dropout_rate: dropout inside the channel MLP. Defaults to 0.
+        use_bias: whether the sub-layers have biases. Defaults to True.
+        **kwargs: ``keras.layers.Layer`` arguments (``name``, ``dtype``).
+    """
 
     def __init__(self, features, reduction=16, dropout_rate=0.0, use_bias=True, **kwargs):
         super().__init__(**kwargs)
@@ -211,75 +240,90 @@ class RDCAB(_Block):
         self.channel_attention.build(input_shape)
 
     def call(self, x, training=None):
-        y = fused.layer_norm(self.layer_norm, x)
-        y = self.channel_mixing(y, training=training)
-        y = self.channel_attention(y)
-        return x + y
+        shortcut = x
+        x = self.layer_norm(x)
+        x = self.channel_mixing(x, training=training)
+        x = self.channel_attention(x)
+        return x + shortcut
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
 
 class GatingUnit(_Block):
-    """Spatial gating unit of gMLP over the grid axis or the block axis.
+    """Spatial gating unit of gMLP over the grid axis or the block axis
+    (official ``GridGatingUnit`` / ``BlockGatingUnit``).
 
-    Splits channels into (u, v), normalises v, mixes v spatially with a Dense
-    over either the grid cells (``mode="grid"``, official ``GridGatingUnit``)
-    or the pixels of a block (``mode="block"``, ``BlockGatingUnit``), and
-    returns ``u * (v + 1)``.
+    Splits the channels into ``(u, v)``, normalises ``v``, mixes it spatially
+    with a Dense over the grid cells (``mode="grid"``, see
+    :func:`maxim_tf.ops.grid_partition`) or over the pixels of each block
+    (``mode="block"``, :func:`maxim_tf.ops.block_partition`), and returns
+    ``u * (v + 1)``. Output channels: half the input's.
+
+    Args:
+        mode: ``"grid"`` or ``"block"``.
+        size: grid size ``(gh, gw)`` or block size ``(fh, fw)`` (int or pair).
+        use_bias: whether the spatial Dense has a bias. Defaults to True.
+        **kwargs: ``keras.layers.Layer`` arguments (``name``, ``dtype``).
     """
 
     def __init__(self, mode, size, use_bias=True, **kwargs):
         super().__init__(**kwargs)
-        self._store(mode=mode, size=_pair(size), use_bias=use_bias)
+        self._store(mode=mode, size=mops.pair(size), use_bias=use_bias)
         if mode not in ("grid", "block"):
             raise ValueError(f"mode must be 'grid' or 'block'. Received: mode={mode!r}")
-        n = self.size[0] * self.size[1]
         self.intermediate_layernorm = self._norm("intermediate_layernorm")
-        self.dense_0 = self._dense(n, "Dense_0")
+        self.dense_0 = self._spatial_dense(mode, self.size, "Dense_0")
 
     def build(self, input_shape):
         c = input_shape[-1] // 2
         self.intermediate_layernorm.build(input_shape[:-1] + (c,))
-        self.dense_0.build((None, self.size[0] * self.size[1]))
+        self.dense_0.build(input_shape[:-1] + (c,))
 
     def call(self, x):
         u, v = ops.split(x, 2, axis=-1)
         return self.gate(u, v)
 
     def gate(self, u, v):
-        """``u * (mix(LayerNorm(v)) + 1)`` for the two halves given apart."""
-        v = fused.layer_norm(self.intermediate_layernorm, v)
-        # The "+ 1" rides on the Dense bias.
-        return u * fused.mix(self.dense_0, v, self.mode, self.size, bias_shift=1.0)
+        """``u * (Dense(LayerNorm(v)) + 1)``: the unit for the two halves given apart
+        (how :class:`GmlpLayer` calls it, without concatenating them first)."""
+        v = self.intermediate_layernorm(v)
+        v = self.dense_0(v, offset=1.0)  # spatial Dense, "+ 1" folded into its bias
+        return u * v
 
     def compute_output_shape(self, input_shape):
         return input_shape[:-1] + (input_shape[-1] // 2,)
 
 
 class GmlpLayer(_Block):
-    """Residual gMLP over one axis: grid gMLP (global) or block gMLP (local).
+    """Residual gMLP over one axis: grid gMLP (global) or block gMLP (local)
+    (official ``GridGmlpLayer`` / ``BlockGmlpLayer``):
+    ``x + Dropout(Dense(GatingUnit(GELU(Dense(LayerNorm(x))))))``.
 
-    ``mode="grid"`` is the official ``GridGmlpLayer`` with ``size`` = grid size;
-    ``mode="block"`` is ``BlockGmlpLayer`` with ``size`` = block size.
+    Args:
+        mode: ``"grid"`` (``size`` = grid size) or ``"block"`` (block size).
+        size: int or pair.
+        factor: hidden expansion of the input projection. Defaults to 2.
+        dropout_rate: dropout before the residual add. Defaults to 0.
+        use_bias: whether the sub-layers have biases. Defaults to True.
+        **kwargs: ``keras.layers.Layer`` arguments (``name``, ``dtype``).
     """
 
     def __init__(self, mode, size, factor=2, dropout_rate=0.0, use_bias=True, **kwargs):
         super().__init__(**kwargs)
         self._store(
-            mode=mode, size=_pair(size), factor=factor, dropout_rate=dropout_rate,
+            mode=mode, size=mops.pair(size), factor=factor, dropout_rate=dropout_rate,
             use_bias=use_bias)
         unit = "GridGatingUnit" if mode == "grid" else "BlockGatingUnit"
         self.layer_norm = self._norm("LayerNorm")
         self.gating = GatingUnit(mode, self.size, use_bias, name=unit, dtype=self.dtype_policy)
-        self.dropout = self._dropout("dropout")
         self.in_project = None
         self.out_project = None
 
     def build(self, input_shape):
         c = input_shape[-1]
-        self.in_project = self._dense(c * self.factor, "in_project")
-        self.out_project = self._dense(c, "out_project")
+        self.in_project = self._dense(c * self.factor, "in_project", activation="gelu")
+        self.out_project = self._dense(c, "out_project", dropout=True)
         self.layer_norm.build(input_shape)
         self.in_project.build(input_shape)
         hidden = input_shape[:-1] + (c * self.factor,)
@@ -287,29 +331,41 @@ class GmlpLayer(_Block):
         self.out_project.build(input_shape[:-1] + (c * self.factor // 2,))
 
     def call(self, x, training=None):
-        # LayerNorm and the projections act per pixel, so they run on the
-        # NHWC tensor; only the gating unit needs the blocked layout.
-        y = fused.layer_norm(self.layer_norm, x)
-        y = self.gating.gate(*self._project_split(self.in_project, y))
-        return self._project(self.out_project, self.dropout, y, x, training)
+        # LayerNorm and the projections act per pixel, on the NHWC tensor; only
+        # the gating unit's spatial Dense sees the grid/block partition.
+        shortcut = x
+        x = self.layer_norm(x)
+        u, v = self.in_project(x, split=2)  # Dense + GELU, split in halves
+        x = self.gating.gate(u, v)
+        return self.out_project(x, residual=shortcut, training=training)  # + dropout
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
 
 class MultiAxisGmlpBlock(_Block):
-    """Multi-axis gated MLP block (MAB): split heads into grid and block gMLP.
+    """Multi-axis gated MLP block (paper Fig. 3a; official
+    ``ResidualSplitHeadMultiAxisGmlpLayer``): LayerNorm, Dense(C*f) + GELU,
+    split the channels in two heads, one through the grid gMLP (global,
+    dilated) and one through the block gMLP (local), concatenate, Dense(C),
+    dropout, residual.
 
-    Official ``ResidualSplitHeadMultiAxisGmlpLayer``: LN, Dense(C*f), GELU,
-    split channels, half through the grid gMLP (global, dilated), half through
-    the block gMLP (local), concat, Dense(C), dropout, residual.
+    Args:
+        block_size: ``(fh, fw)`` of the block gMLP (int or pair).
+        grid_size: ``(gh, gw)`` of the grid gMLP (int or pair).
+        block_gmlp_factor: hidden expansion inside the block gMLP. Defaults to 2.
+        grid_gmlp_factor: hidden expansion inside the grid gMLP. Defaults to 2.
+        input_proj_factor: expansion of the input projection. Defaults to 2.
+        dropout_rate: dropout before the residual adds. Defaults to 0.
+        use_bias: whether the sub-layers have biases. Defaults to True.
+        **kwargs: ``keras.layers.Layer`` arguments (``name``, ``dtype``).
     """
 
     def __init__(self, block_size, grid_size, block_gmlp_factor=2, grid_gmlp_factor=2,
                  input_proj_factor=2, dropout_rate=0.0, use_bias=True, **kwargs):
         super().__init__(**kwargs)
         self._store(
-            block_size=_pair(block_size), grid_size=_pair(grid_size),
+            block_size=mops.pair(block_size), grid_size=mops.pair(grid_size),
             block_gmlp_factor=block_gmlp_factor, grid_gmlp_factor=grid_gmlp_factor,
             input_proj_factor=input_proj_factor, dropout_rate=dropout_rate, use_bias=use_bias)
         self.layer_norm_in = self._norm("LayerNorm_in")
@@ -317,15 +373,14 @@ class MultiAxisGmlpBlock(_Block):
                                    use_bias, name="GridGmlpLayer", dtype=self.dtype_policy)
         self.block_gmlp = GmlpLayer("block", self.block_size, block_gmlp_factor, dropout_rate,
                                     use_bias, name="BlockGmlpLayer", dtype=self.dtype_policy)
-        self.dropout = self._dropout("dropout")
         self.in_project = None
         self.out_project = None
 
     def build(self, input_shape):
         c = input_shape[-1]
         hidden = c * self.input_proj_factor
-        self.in_project = self._dense(hidden, "in_project")
-        self.out_project = self._dense(c, "out_project")
+        self.in_project = self._dense(hidden, "in_project", activation="gelu")
+        self.out_project = self._dense(c, "out_project", dropout=True)
         self.layer_norm_in.build(input_shape)
         self.in_project.build(input_shape)
         half = input_shape[:-1] + (hidden // 2,)
@@ -335,25 +390,40 @@ class MultiAxisGmlpBlock(_Block):
 
     def call(self, x, training=None):
         shortcut = x
-        x = fused.layer_norm(self.layer_norm_in, x)
-        u, v = self._project_split(self.in_project, x)
-        u = self.grid_gmlp(u, training=training)
-        v = self.block_gmlp(v, training=training)
-        return self._project_concat(self.out_project, self.dropout, u, v, shortcut, training)
+        x = self.layer_norm_in(x)
+        u, v = self.in_project(x, split=2)  # Dense + GELU, split in two heads
+        u = self.grid_gmlp(u, training=training)  # global mixing
+        v = self.block_gmlp(v, training=training)  # local mixing
+        # Dense(concat([u, v])) + dropout + shortcut
+        return self.out_project([u, v], residual=shortcut, training=training)
 
     def compute_output_shape(self, input_shape):
         return input_shape
 
 
 class BottleneckBlock(_Block):
-    """Bottleneck: 1x1 input projection, num_groups x (MAB + RDCAB), long skip."""
+    """Bottleneck of the UNet (official ``BottleneckBlock``): 1x1 input
+    projection, ``num_groups`` x (multi-axis gMLP block + RDCAB), long skip.
+
+    Args:
+        features: output channels.
+        block_size: block size of the multi-axis gMLP blocks.
+        grid_size: grid size of the multi-axis gMLP blocks.
+        num_groups: number of (gMLP block, RDCAB) pairs. Defaults to 1.
+        block_gmlp_factor, grid_gmlp_factor, input_proj_factor: expansions of
+            the multi-axis gMLP blocks. Default to 2.
+        channels_reduction: channel reduction of the RDCABs. Defaults to 4.
+        dropout_rate: dropout inside the blocks. Defaults to 0.
+        use_bias: whether the sub-layers have biases. Defaults to True.
+        **kwargs: ``keras.layers.Layer`` arguments (``name``, ``dtype``).
+    """
 
     def __init__(self, features, block_size, grid_size, num_groups=1, block_gmlp_factor=2,
                  grid_gmlp_factor=2, input_proj_factor=2, channels_reduction=4,
                  dropout_rate=0.0, use_bias=True, **kwargs):
         super().__init__(**kwargs)
         self._store(
-            features=features, block_size=_pair(block_size), grid_size=_pair(grid_size),
+            features=features, block_size=mops.pair(block_size), grid_size=mops.pair(grid_size),
             num_groups=num_groups, block_gmlp_factor=block_gmlp_factor,
             grid_gmlp_factor=grid_gmlp_factor, input_proj_factor=input_proj_factor,
             channels_reduction=channels_reduction, dropout_rate=dropout_rate, use_bias=use_bias)
@@ -376,7 +446,7 @@ class BottleneckBlock(_Block):
             rdcab.build(feat)
 
     def call(self, x, training=None):
-        x = fused.conv(self.input_proj, x)
+        x = self.input_proj(x)
         shortcut_long = x
         for mab, rdcab in zip(self.mabs, self.rdcabs):
             x = mab(x, training=training)
@@ -388,61 +458,80 @@ class BottleneckBlock(_Block):
 
 
 class SpatialGatingWeights(_Block):
-    """Gating weights of the cross-gating block (official ``GetSpatialGatingWeights``).
+    """Gating weights of the cross-gating block (official
+    ``GetSpatialGatingWeights``): LayerNorm, Dense(C*f) + GELU, split; one half
+    mixed over the grid cells (``Dense_0``), the other over the pixels of each
+    block (``Dense_1``); concatenate; Dense(C); dropout.
 
-    LN, Dense(C*f), GELU, split; one half mixed over grid cells (``Dense_0``),
-    the other over block pixels (``Dense_1``); concat; Dense(C); dropout.
+    Args:
+        features: channels of the input and output.
+        block_size: block size ``(fh, fw)`` (int or pair).
+        grid_size: grid size ``(gh, gw)`` (int or pair).
+        input_proj_factor: expansion of the input projection. Defaults to 2.
+        dropout_rate: output dropout. Defaults to 0.
+        use_bias: whether the sub-layers have biases. Defaults to True.
+        **kwargs: ``keras.layers.Layer`` arguments (``name``, ``dtype``).
     """
 
     def __init__(self, features, block_size, grid_size, input_proj_factor=2,
                  dropout_rate=0.0, use_bias=True, **kwargs):
         super().__init__(**kwargs)
         self._store(
-            features=features, block_size=_pair(block_size), grid_size=_pair(grid_size),
+            features=features, block_size=mops.pair(block_size), grid_size=mops.pair(grid_size),
             input_proj_factor=input_proj_factor, dropout_rate=dropout_rate, use_bias=use_bias)
         self.layer_norm_in = self._norm("LayerNorm_in")
-        self.in_project = self._dense(features * input_proj_factor, "in_project", init="lecun")
-        self.dense_grid = self._dense(self.grid_size[0] * self.grid_size[1], "Dense_0",
-                                      bias_init="ones")
-        self.dense_block = self._dense(self.block_size[0] * self.block_size[1], "Dense_1",
-                                       bias_init="ones")
-        self.out_project = self._dense(features, "out_project", init="lecun")
-        self.dropout = self._dropout("dropout")
+        self.in_project = self._dense(features * input_proj_factor, "in_project",
+                                      activation="gelu", init="lecun")
+        self.dense_grid = self._spatial_dense("grid", self.grid_size, "Dense_0", bias_init="ones")
+        self.dense_block = self._spatial_dense("block", self.block_size, "Dense_1", bias_init="ones")
+        self.out_project = self._dense(features, "out_project", dropout=True, init="lecun")
 
     def build(self, input_shape):
         self.layer_norm_in.build(input_shape)
         self.in_project.build(input_shape)
-        self.dense_grid.build((None, self.grid_size[0] * self.grid_size[1]))
-        self.dense_block.build((None, self.block_size[0] * self.block_size[1]))
+        self.dense_grid.build(input_shape)
+        self.dense_block.build(input_shape)
         self.out_project.build(input_shape[:-1] + (self.features * self.input_proj_factor,))
 
     def call(self, x, training=None):
-        x = fused.layer_norm(self.layer_norm_in, x)
-        u, v = self._project_split(self.in_project, x)
-        u = fused.mix(self.dense_grid, u, "grid", self.grid_size)
-        v = fused.mix(self.dense_block, v, "block", self.block_size)
-        # out_project(concat([u, v])) without the concatenated copy.
-        h = u.shape[-1]
-        x = fused.dense(self.out_project, v, rows=(h, h + v.shape[-1]))
-        x = fused.dense(self.out_project, u, rows=(0, h), residual=x, use_bias=False)
-        return self.dropout(x, training=training)
+        x = self.layer_norm_in(x)
+        u, v = self.in_project(x, split=2)  # Dense + GELU, split in halves
+        u = self.dense_grid(u)  # mix across grid cells (global)
+        v = self.dense_block(v)  # mix inside blocks (local)
+        return self.out_project([u, v], training=training)  # Dense(concat) + dropout
 
     def compute_output_shape(self, input_shape):
         return input_shape[:-1] + (self.features,)
 
 
 class CrossGatingBlock(_Block):
-    """Cross-gating MLP block (CGB): two feature streams gate each other.
+    """Cross-gating block (paper Fig. 3b; official ``CrossGatingBlock``): two
+    feature streams gate each other.
 
-    Returns ``(x, y)``: x gated by the weights from y plus all shortcuts, and y
-    gated by the weights from x.
+    ``x`` and ``y`` are projected by 1x1 convolutions (``y`` upsampled first
+    when ``upsample_y``), normalised and projected with GELU; each stream's
+    :class:`SpatialGatingWeights` multiply the other stream; Dense, dropout and
+    the shortcuts follow. Returns ``(x, y)``: x gated by the weights from y plus
+    all shortcuts, and y gated by the weights from x.
+
+    Args:
+        features: output channels of both streams.
+        block_size: block size of the gating weights (int or pair).
+        grid_size: grid size of the gating weights (int or pair).
+        input_proj_factor: accepted for the official signature; the gating
+            weights always use 2, as the official block does. Defaults to 2.
+        dropout_rate: dropout before the residual adds. Defaults to 0.
+        upsample_y: upsample ``y`` x2 with a transposed convolution first.
+            Defaults to True.
+        use_bias: whether the sub-layers have biases. Defaults to True.
+        **kwargs: ``keras.layers.Layer`` arguments (``name``, ``dtype``).
     """
 
     def __init__(self, features, block_size, grid_size, input_proj_factor=2,
                  dropout_rate=0.0, upsample_y=True, use_bias=True, **kwargs):
         super().__init__(**kwargs)
         self._store(
-            features=features, block_size=_pair(block_size), grid_size=_pair(grid_size),
+            features=features, block_size=mops.pair(block_size), grid_size=mops.pair(grid_size),
             input_proj_factor=input_proj_factor, dropout_rate=dropout_rate, upsample_y=upsample_y,
             use_bias=use_bias)
         self.conv_up = self._conv_up(features, "ConvTranspose_0") if upsample_y else None
@@ -450,8 +539,8 @@ class CrossGatingBlock(_Block):
         self.conv_y = self._conv(features, 1, "Conv_1")
         self.layer_norm_x = self._norm("LayerNorm_x")
         self.layer_norm_y = self._norm("LayerNorm_y")
-        self.in_project_x = self._dense(features, "in_project_x", init="lecun")
-        self.in_project_y = self._dense(features, "in_project_y", init="lecun")
+        self.in_project_x = self._dense(features, "in_project_x", activation="gelu", init="lecun")
+        self.in_project_y = self._dense(features, "in_project_y", activation="gelu", init="lecun")
         # The official block builds its gating-weight modules with the default
         # input projection factor (2), whatever the model's input_proj_factor.
         self.gating_x = SpatialGatingWeights(
@@ -460,10 +549,8 @@ class CrossGatingBlock(_Block):
         self.gating_y = SpatialGatingWeights(
             features, self.block_size, self.grid_size, 2, dropout_rate, use_bias,
             name="SplitHeadMultiAxisGating_y", dtype=self.dtype_policy)
-        self.out_project_x = self._dense(features, "out_project_x", init="lecun")
-        self.out_project_y = self._dense(features, "out_project_y", init="lecun")
-        self.dropout_x = self._dropout("dropout_x")
-        self.dropout_y = self._dropout("dropout_y")
+        self.out_project_x = self._dense(features, "out_project_x", dropout=True, init="lecun")
+        self.out_project_y = self._dense(features, "out_project_y", dropout=True, init="lecun")
 
     def build(self, x_shape, y_shape):
         if self.conv_up is not None:
@@ -479,17 +566,18 @@ class CrossGatingBlock(_Block):
     def call(self, x, y, training=None):
         if self.conv_up is not None:
             y = self.conv_up(y)
-        x = fused.conv(self.conv_x, x)
-        y = fused.conv(self.conv_y, y)
+        x = self.conv_x(x)
+        y = self.conv_y(y)
         shortcut_x, shortcut_y = x, y
 
-        x = fused.dense(self.in_project_x, fused.layer_norm(self.layer_norm_x, x), "gelu")
+        x = self.in_project_x(self.layer_norm_x(x))  # Dense + GELU
         gx = self.gating_x(x, training=training)
-        y = fused.dense(self.in_project_y, fused.layer_norm(self.layer_norm_y, y), "gelu")
+        y = self.in_project_y(self.layer_norm_y(y))
         gy = self.gating_y(y, training=training)
 
-        y = self._project(self.out_project_y, self.dropout_y, y * gx, shortcut_y, training)
-        x = self._project(self.out_project_x, self.dropout_x, x * gy, y + shortcut_x, training)
+        # y = shortcut_y + dropout(Dense(y * gx)); x = y + shortcut_x + dropout(Dense(x * gy))
+        y = self.out_project_y(y * gx, residual=shortcut_y, training=training)
+        x = self.out_project_x(x * gy, residual=y + shortcut_x, training=training)
         return x, y
 
     def compute_output_shape(self, x_shape, y_shape):
@@ -498,9 +586,37 @@ class CrossGatingBlock(_Block):
 
 
 class UNetEncoderBlock(_Block):
-    """UNet encoder block: [concat skip] 1x1 conv, num_groups x (MAB + RCAB),
-    long skip, optional cross-gating with the previous stage, optional 4x4/2
+    """UNet encoder block (official ``UNetEncoderBlock``): [concatenate the
+    skip] 1x1 conv, ``num_groups`` x (multi-axis gMLP block + RCAB), long skip,
+    optional cross-gating with the previous stage, optional 4x4/2
     down-convolution. Returns ``(x_down, x)`` when ``downsample`` else ``x``.
+
+    Args:
+        features: output channels.
+        block_size: block size of the multi-axis gMLP blocks (int or pair).
+        grid_size: grid size of the multi-axis gMLP blocks (int or pair).
+        num_groups: number of (gMLP block, RCAB) pairs. Defaults to 1.
+        lrelu_slope: accepted for the official signature; the RCABs use 0.2,
+            as the official block does. Defaults to 0.2.
+        block_gmlp_factor, grid_gmlp_factor, input_proj_factor: expansions of
+            the multi-axis gMLP blocks (and of the cross-gating block's input
+            projection factor argument). Default to 2.
+        channels_reduction: channel reduction of the RCABs. Defaults to 4.
+        dropout_rate: dropout inside the blocks. Defaults to 0.
+        downsample: end with the 4x4 stride-2 convolution and return
+            ``(x_down, x)``. Defaults to True.
+        use_global_mlp: include the multi-axis gMLP blocks (False: RCABs
+            only). Defaults to True.
+        use_bias: whether the sub-layers have biases. Defaults to True.
+        use_cross_gating: build the cross-gating block that takes ``cross``.
+            Defaults to False.
+        **kwargs: ``keras.layers.Layer`` arguments (``name``, ``dtype``).
+
+    Call arguments:
+        x: ``[N, H, W, C]`` features.
+        skip: optional features concatenated to ``x`` first.
+        cross: optional features of the previous stage (its encoder + decoder
+            outputs at this level), cross-gated with ``x``.
     """
 
     def __init__(self, features, block_size, grid_size, num_groups=1, lrelu_slope=0.2,
@@ -509,7 +625,7 @@ class UNetEncoderBlock(_Block):
                  use_global_mlp=True, use_bias=True, use_cross_gating=False, **kwargs):
         super().__init__(**kwargs)
         self._store(
-            features=features, block_size=_pair(block_size), grid_size=_pair(grid_size),
+            features=features, block_size=mops.pair(block_size), grid_size=mops.pair(grid_size),
             num_groups=num_groups, lrelu_slope=lrelu_slope, block_gmlp_factor=block_gmlp_factor,
             grid_gmlp_factor=grid_gmlp_factor, input_proj_factor=input_proj_factor,
             channels_reduction=channels_reduction, dropout_rate=dropout_rate,
@@ -548,11 +664,9 @@ class UNetEncoderBlock(_Block):
             self.conv_down.build(feat)
 
     def call(self, x, skip=None, cross=None, training=None):
-        """Args: x; skip: features concatenated to x first; cross: the previous
-        stage's encoder + decoder features, cross-gated with x."""
         if skip is not None:
             x = ops.concatenate([x, skip], axis=-1)
-        x = fused.conv(self.conv_in, x)
+        x = self.conv_in(x)
         shortcut_long = x
         for i, rcab in enumerate(self.rcabs):
             if self.use_global_mlp:
@@ -564,7 +678,7 @@ class UNetEncoderBlock(_Block):
                 raise ValueError(f"{self.name}: got `cross` but use_cross_gating=False")
             x, _ = self.cross_gating(x, cross, training=training)
         if self.conv_down is not None:
-            return fused.conv(self.conv_down, x), x
+            return self.conv_down(x), x
         return x
 
     def compute_output_shape(self, x_shape, skip_shape=None, cross_shape=None):
@@ -575,8 +689,23 @@ class UNetEncoderBlock(_Block):
 
 
 class UNetDecoderBlock(_Block):
-    """UNet decoder block: 2x2/2 transposed conv, then an encoder block
-    (no downsampling) fed the bridge features as skip."""
+    """UNet decoder block (official ``UNetDecoderBlock``): 2x2 stride-2
+    transposed conv, then an encoder block (no downsampling) fed the bridge
+    features as its skip.
+
+    Args:
+        features: output channels.
+        block_size, grid_size, num_groups, lrelu_slope, block_gmlp_factor,
+            grid_gmlp_factor, channels_reduction, dropout_rate, use_global_mlp,
+            use_bias: as :class:`UNetEncoderBlock`.
+        input_proj_factor: accepted for the official signature; the inner
+            encoder block uses 2, as the official decoder does. Defaults to 2.
+        **kwargs: ``keras.layers.Layer`` arguments (``name``, ``dtype``).
+
+    Call arguments:
+        x: ``[N, H, W, C]`` features of the coarser level.
+        bridge: optional ``[N, 2H, 2W, C']`` features from the encoder side.
+    """
 
     def __init__(self, features, block_size, grid_size, num_groups=1, lrelu_slope=0.2,
                  block_gmlp_factor=2, grid_gmlp_factor=2, input_proj_factor=2,
@@ -584,7 +713,7 @@ class UNetDecoderBlock(_Block):
                  **kwargs):
         super().__init__(**kwargs)
         self._store(
-            features=features, block_size=_pair(block_size), grid_size=_pair(grid_size),
+            features=features, block_size=mops.pair(block_size), grid_size=mops.pair(grid_size),
             num_groups=num_groups, lrelu_slope=lrelu_slope, block_gmlp_factor=block_gmlp_factor,
             grid_gmlp_factor=grid_gmlp_factor, input_proj_factor=input_proj_factor,
             channels_reduction=channels_reduction, dropout_rate=dropout_rate,
@@ -617,6 +746,12 @@ class UpSampleRatio(_Block):
     its exact convolution form; upscaling is half-pixel bilinear. The 1x1 conv
     runs at the lower of the two resolutions (bilinear weights sum to one, so
     conv and resize commute exactly up to float rounding) to save compute.
+
+    Args:
+        features: output channels of the 1x1 convolution.
+        ratio: scale factor, a power of two (0.25, 0.5, 1, 2, 4 ...).
+        use_bias: whether the convolution has a bias. Defaults to True.
+        **kwargs: ``keras.layers.Layer`` arguments (``name``, ``dtype``).
     """
 
     def __init__(self, features, ratio, use_bias=True, **kwargs):
@@ -629,21 +764,33 @@ class UpSampleRatio(_Block):
 
     def call(self, x):
         if self.ratio < 1:
-            return fused.conv(self.conv, mops.antialiased_downsample(x, int(round(1 / self.ratio))))
+            return self.conv(mops.antialiased_downsample(x, int(round(1 / self.ratio))))
         if self.ratio > 1:
-            return mops.bilinear_upsample(fused.conv(self.conv, x), int(round(self.ratio)))
-        return fused.conv(self.conv, x)
+            return mops.bilinear_upsample(self.conv(x), int(round(self.ratio)))
+        return self.conv(x)
 
     def compute_output_shape(self, input_shape):
         return _scaled(input_shape, self.ratio, self.features)
 
 
 class SAM(_Block):
-    """Supervised attention module between stages (from MPRNet).
+    """Supervised attention module between stages (from MPRNet; official ``SAM``).
 
     Returns ``(features, image)``: the restored image at this stage (conv +
     input image when 3 channels) and the input features re-weighted by an
-    attention map computed from that image.
+    attention map computed from that image:
+    ``image = conv(x) + input_image``,
+    ``features = conv(x) * sigmoid(conv(image)) + x``.
+
+    Args:
+        features: channels of ``x`` and of the returned features.
+        output_channels: channels of the image. Defaults to 3.
+        use_bias: whether the convolutions have biases. Defaults to True.
+        **kwargs: ``keras.layers.Layer`` arguments (``name``, ``dtype``).
+
+    Call arguments:
+        x: ``[N, H, W, features]`` stage features.
+        image: ``[N, H, W, output_channels]`` input image at this scale.
     """
 
     def __init__(self, features, output_channels=3, use_bias=True, **kwargs):
@@ -659,19 +806,25 @@ class SAM(_Block):
         self.conv_2.build(x_shape[:-1] + (self.output_channels,))
 
     def call(self, x, image):
-        x1 = fused.conv(self.conv_0, x)
-        out = fused.conv(self.conv_1, x)
+        x1 = self.conv_0(x)
+        image_out = self.conv_1(x)
         if self.output_channels == 3:
-            out = out + image
-        x2 = ops.sigmoid(fused.conv(self.conv_2, out))
-        return x1 * x2 + x, out
+            image_out = image_out + image
+        attention = ops.sigmoid(self.conv_2(image_out))
+        return x1 * attention + x, image_out
 
     def compute_output_shape(self, x_shape, image_shape):
         return x_shape[:-1] + (self.features,), x_shape[:-1] + (self.output_channels,)
 
 
 class NearestDownsample(keras.layers.Layer):
-    """Nearest-neighbour ×1/factor downscale of the input image (multi-scale inputs)."""
+    """Nearest-neighbour ×1/factor downscale of the input image (the multi-scale
+    inputs of Fig. 2), as ``jax.image.resize(..., "nearest")``.
+
+    Args:
+        factor: integer downscale factor (1, 2, 4 ...).
+        **kwargs: ``keras.layers.Layer`` arguments (``name``, ``dtype``).
+    """
 
     def __init__(self, factor, **kwargs):
         super().__init__(**kwargs)

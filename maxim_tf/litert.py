@@ -88,7 +88,7 @@ class TFLiteRunner:
     Args:
         path: the ``.tflite`` file.
         num_threads: interpreter threads (None: every core this process may use;
-            LiteRT's own default runs XNNPACK on one thread, 2x slower here).
+            LiteRT's own default runs XNNPACK on one thread).
         use_xnnpack: apply LiteRT's default XNNPACK delegate. None (auto):
             yes, except for an int8 model with a degenerate requantization
             scale (see :func:`xnnpack_safe`), on which the XNNPACK delegate of

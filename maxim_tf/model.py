@@ -44,9 +44,47 @@ class MAXIM(keras.Model):
     with ``any_size=True``, of any H, W (the official pad-and-crop inside the
     graph, see :mod:`maxim_tf.padding`).
 
+    The official variants are ``MAXIM.from_variant("S-1" ... "M-3")``; every
+    released checkpoint is ``MAXIM.from_preset(name)`` (``maxim-tf models``).
+    Defaults below are the official constructor's (``presets.DEFAULT_CONFIG``).
+
     Args:
-        features ... dropout_rate: as the official ``MAXIM`` constructor (see
-            ``maxim_tf.presets.DEFAULT_CONFIG`` for the defaults).
+        features: channels at full resolution; level ``i`` of the UNet has
+            ``features * 2**i``. Defaults to 64 (S variants: 32).
+        depth: number of UNet downsamplings (levels - 1). Defaults to 3.
+        num_stages: number of stacked UNets (the "-1/-2/-3" of the variant
+            names). Defaults to 2.
+        num_groups: (multi-axis gMLP block, RCAB) pairs per encoder/decoder
+            block. Defaults to 1 (variants: 2).
+        use_bias: biases in every Dense/Conv. Defaults to True.
+        num_supervision_scales: scales with an input image and a restored
+            output (1 = full resolution only; the released checkpoints use 3).
+            Defaults to 1.
+        lrelu_slope: leaky-ReLU slope of the stage input convs. Defaults to 0.2.
+        use_global_mlp: include the multi-axis gMLP blocks (False: RCABs only).
+            Defaults to True.
+        use_cross_gating: cross-gate the skip connections of each UNet (the
+            cross-gating blocks of Fig. 2). Defaults to True.
+        high_res_stages: UNet levels ``< high_res_stages`` use the ``*_hr``
+            block/grid sizes, the others the ``*_lr`` ones. Defaults to 2.
+        block_size_hr: ``(fh, fw)`` of block gMLP at high-resolution levels.
+            Defaults to (16, 16).
+        block_size_lr: block size at low-resolution levels, also their grid
+            size (see Notes). Defaults to (8, 8).
+        grid_size_hr: ``(gh, gw)`` of grid gMLP at high-resolution levels.
+            Defaults to (16, 16).
+        grid_size_lr: accepted for the official signature; unused (see
+            Notes). Defaults to (8, 8).
+        num_bottleneck_blocks: bottleneck blocks between encoder and decoder.
+            Defaults to 1 (variants: 2).
+        block_gmlp_factor: hidden expansion inside block gMLP. Defaults to 2.
+        grid_gmlp_factor: hidden expansion inside grid gMLP. Defaults to 2.
+        input_proj_factor: expansion of the multi-axis blocks' input
+            projection. Defaults to 2.
+        channels_reduction: channel reduction of the channel attention.
+            Defaults to 4.
+        num_outputs: channels of the restored image. Defaults to 3.
+        dropout_rate: dropout inside the blocks (training only). Defaults to 0.
         return_all_outputs: if False (default) the model returns the restored
             image (last scale of the last stage). If True it returns the flat
             list of every stage x scale output in the official nesting order
@@ -87,8 +125,8 @@ class MAXIM(keras.Model):
             use_bias=use_bias, num_supervision_scales=num_supervision_scales,
             lrelu_slope=lrelu_slope, use_global_mlp=use_global_mlp,
             use_cross_gating=use_cross_gating, high_res_stages=high_res_stages,
-            block_size_hr=L._pair(block_size_hr), block_size_lr=L._pair(block_size_lr),
-            grid_size_hr=L._pair(grid_size_hr), grid_size_lr=L._pair(grid_size_lr),
+            block_size_hr=mops.pair(block_size_hr), block_size_lr=mops.pair(block_size_lr),
+            grid_size_hr=mops.pair(grid_size_hr), grid_size_lr=mops.pair(grid_size_lr),
             num_bottleneck_blocks=num_bottleneck_blocks, block_gmlp_factor=block_gmlp_factor,
             grid_gmlp_factor=grid_gmlp_factor, input_proj_factor=input_proj_factor,
             channels_reduction=channels_reduction, num_outputs=num_outputs,

@@ -12,7 +12,17 @@ import numpy as np
 import tensorflow as tf
 
 
-def _dims(x):
+def pair(v):
+    """``(v, v)`` for an int, else ``v`` as a tuple of two ints (block/grid sizes)."""
+    if isinstance(v, int):
+        return (v, v)
+    v = tuple(int(i) for i in v)
+    if len(v) != 2:
+        raise ValueError(f"Expected an int or a pair of ints. Received: {v}")
+    return v
+
+
+def dims(x):
     """The dimensions of ``x``: static ints where known, else scalar tensors.
 
     One ``Shape`` + ``Unpack`` (not a strided slice per axis): S-3 traces ~3 000
@@ -25,82 +35,77 @@ def _dims(x):
     return [s if s is not None else d for s, d in zip(static, dynamic)]
 
 
-def block_images(x, patch_size):
-    """Split an image into non-overlapping patches.
+# The multi-axis partition (paper Fig. 2). An image of H x W pixels is viewed as
+# a gh x gw grid of fh x fw blocks, H = gh * fh and W = gw * fw:
+#
+#     x: n (gh fh) (gw fw) c
+#
+# Block gMLP (local) mixes the fh*fw pixels *inside* each block; grid gMLP
+# (global, dilated) mixes the gh*gw pixels that sit at the same offset in every
+# block. Both are a Dense over one position axis, the same weights for every
+# channel. The partitions below lay x out as a 2-D matrix whose rows are
+# everything else and whose columns are the mixed positions, so that Dense is a
+# single 2-D matmul (+ BiasAdd: one fused op in TF, FULLY_CONNECTED in TFLite):
+#
+#     block_partition: n (gh fh) (gw fw) c -> (n gh gw c) (fh fw)
+#     grid_partition:  n (gh fh) (gw fw) c -> (n fh fw c) (gh gw)
+#
+# The official code (block_images_einops) uses n (gh gw) (fh fw) c and a Dense
+# over axis -2 (block) or -3 (grid): the same products, another memory order.
+# The unpartitions are the inverses, given the image's dims.
 
-    ``n (gh fh) (gw fw) c -> n gh gw fh fw c`` (returned 6-D so callers can
-    pick the axes to mix without another reshape).
+def block_partition(x, block_size):
+    """``n (gh fh) (gw fw) c -> (n gh gw c) (fh fw)``: one row per block and
+    channel, the ``fh * fw`` pixels of that block as columns.
 
     Args:
-        x: ``[N, H, W, C]`` tensor.
-        patch_size: ``(fh, fw)``; must divide H and W.
-
-    Returns:
-        ``[N, gh, gw, fh, fw, C]`` tensor.
+        x: ``[N, H, W, C]``; ``block_size`` = ``(fh, fw)`` must divide H, W.
+        block_size: ``(fh, fw)``.
     """
-    n, h, w, c = _dims(x)
-    fh, fw = patch_size
+    n, h, w, c = dims(x)
+    fh, fw = block_size
     x = tf.reshape(x, [n, h // fh, fh, w // fw, fw, c])
-    return tf.transpose(x, [0, 1, 3, 2, 4, 5])
+    x = tf.transpose(x, [0, 1, 3, 5, 2, 4])  # n gh gw c fh fw
+    return tf.reshape(x, [-1, fh * fw])
 
 
-def unblock_images(x):
-    """Inverse of :func:`block_images`: ``[N, gh, gw, fh, fw, C] -> [N, H, W, C]``."""
-    n, gh, gw, fh, fw, c = _dims(x)
-    x = tf.transpose(x, [0, 1, 3, 2, 4, 5])
-    return tf.reshape(x, [n, gh * fh, gw * fw, c])
+def block_unpartition(rows, image_dims, block_size):
+    """Inverse of :func:`block_partition`: ``(n gh gw c) (fh fw) -> n (gh fh) (gw fw) c``.
 
-
-def _mix_positions(x, sizes, mix_outer, kernel, bias):
-    """Mix one of the two position axes of a blocked image with a matrix.
-
-    x is viewed as ``[N, gh, fh, gw, fw, C]`` (grid cells of fh x fw pixels);
-    ``kernel`` (``[S, S]``, S = sizes[0] * sizes[1]) mixes the gh*gw cells
-    (``mix_outer``; ``sizes`` = (gh, gw)) or the fh*fw pixels of each cell
-    (``sizes`` = (fh, fw)), for every channel and every position along the
-    other axis: ``out[.., k, ..] = sum_s x[.., s, ..] kernel[s, k] + bias[k]``.
-    The mixed positions are transposed behind the channels, so this is a 2-D
-    matmul + BiasAdd (one fused op in TF, FULLY_CONNECTED in TFLite) between
-    two transposes. (Swapping only fh and gw and multiplying from the left
-    moves less scattered memory, but measured no faster on the whole model.)
+    Args:
+        rows: the 2-D output of :func:`block_partition` (or a Dense over it).
+        image_dims: ``[N, H, W, C]`` of the image (ints or scalar tensors).
+        block_size: ``(fh, fw)``.
     """
-    n, h, w, c = _dims(x)
-    if mix_outer:
-        (gh, gw), (fh, fw) = sizes, (h // sizes[0], w // sizes[1])
-    else:
-        (fh, fw), (gh, gw) = sizes, (h // sizes[0], w // sizes[1])
-    dims = {1: gh, 2: fh, 3: gw, 4: fw}
-    mixed = (1, 3) if mix_outer else (2, 4)
-    kept = tuple(a for a in (1, 2, 3, 4) if a not in mixed)
-    perm = (0, *kept, 5, *mixed)
-    y = tf.transpose(tf.reshape(x, [n, gh, fh, gw, fw, c]), perm)
-    y = tf.matmul(tf.reshape(y, [-1, sizes[0] * sizes[1]]), kernel)
-    if bias is not None:
-        y = tf.nn.bias_add(y, bias)
-    y = tf.reshape(y, [n, dims[kept[0]], dims[kept[1]], c, sizes[0], sizes[1]])
-    y = tf.transpose(y, np.argsort(perm))
-    return tf.reshape(y, [n, h, w, c])
+    n, h, w, c = image_dims
+    fh, fw = block_size
+    x = tf.reshape(rows, [n, h // fh, w // fw, c, fh, fw])
+    x = tf.transpose(x, [0, 1, 4, 2, 5, 3])  # n gh fh gw fw c
+    return tf.reshape(x, [n, h, w, c])
 
 
-def mix_grid_axis(x, grid_size, kernel, bias=None):
-    """Mix across the grid cells (global, dilated mixing).
+def grid_partition(x, grid_size):
+    """``n (gh fh) (gw fw) c -> (n fh fw c) (gh gw)``: one row per offset inside a
+    grid cell and channel, the ``gh * gw`` pixels at that offset as columns.
 
-    The image is cut into ``grid_size`` = (gh, gw) cells of size (H/gh, W/gw);
-    ``kernel`` (``[gh*gw, gh*gw]``, a Dense kernel) and ``bias`` mix, for every
-    pixel offset inside a cell and every channel, the ``gh*gw`` pixels that
-    share that offset. This is the official ``GridGatingUnit`` (Dense over axis
-    -3 of the blocked ``[N, gh*gw, fh*fw, C]`` tensor).
+    Args:
+        x: ``[N, H, W, C]``; ``grid_size`` = ``(gh, gw)`` must divide H, W.
+        grid_size: ``(gh, gw)``.
     """
-    return _mix_positions(x, grid_size, True, kernel, bias)
+    n, h, w, c = dims(x)
+    gh, gw = grid_size
+    x = tf.reshape(x, [n, gh, h // gh, gw, w // gw, c])
+    x = tf.transpose(x, [0, 2, 4, 5, 1, 3])  # n fh fw c gh gw
+    return tf.reshape(x, [-1, gh * gw])
 
 
-def mix_block_axis(x, block_size, kernel, bias=None):
-    """Mix across the pixels of each (fh, fw) block (local mixing).
-
-    The official ``BlockGatingUnit``: Dense over axis -2 of the blocked
-    ``[N, gh*gw, fh*fw, C]`` tensor.
-    """
-    return _mix_positions(x, block_size, False, kernel, bias)
+def grid_unpartition(rows, image_dims, grid_size):
+    """Inverse of :func:`grid_partition`: ``(n fh fw c) (gh gw) -> n (gh fh) (gw fw) c``."""
+    n, h, w, c = image_dims
+    gh, gw = grid_size
+    x = tf.reshape(rows, [n, h // gh, w // gw, c, gh, gw])
+    x = tf.transpose(x, [0, 4, 1, 5, 2, 3])  # n gh fh gw fw c
+    return tf.reshape(x, [n, h, w, c])
 
 
 def triangle_taps(factor):
@@ -140,7 +145,7 @@ def antialiased_downsample(x, factor):
     k = tf.constant(kernel2d[:, :, None, None], dtype=x.dtype)
     strides = [1, factor, factor, 1]
     y = tf.nn.depthwise_conv2d(tf.pad(x, paddings), tf.tile(k, [1, 1, c, 1]), strides, "VALID")
-    _, h, w, _ = _dims(x)
+    _, h, w, _ = dims(x)
     ones = tf.ones(tf.stack([1, h, w, 1]), dtype=x.dtype)
     norm = tf.nn.depthwise_conv2d(tf.pad(ones, paddings), k, strides, "VALID")
     return y / norm
@@ -148,7 +153,7 @@ def antialiased_downsample(x, factor):
 
 def bilinear_upsample(x, factor):
     """Bilinear ×factor upscale with half-pixel centres (= ``jax.image.resize``)."""
-    _, h, w, _ = _dims(x)
+    _, h, w, _ = dims(x)
     y = tf.image.resize(x, tf.stack([h * factor, w * factor]), method="bilinear")
     return tf.cast(y, x.dtype)
 

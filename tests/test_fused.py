@@ -22,38 +22,121 @@ def _built(layer, channels=8):
     return layer
 
 
+def _keras_dense(layer, units):
+    """A stock keras Dense holding ``layer``'s weights (the reference)."""
+    ref = keras.layers.Dense(units)
+    ref.build((None, layer.kernel.shape[0]))
+    ref.set_weights(layer.get_weights())
+    return ref
+
+
+def _gelu_tanh(y):
+    return 0.5 * y * (1 + np.tanh(np.sqrt(2 / np.pi) * (y + 0.044715 * y**3)))
+
+
 @pytest.mark.parametrize("activation", [None, "gelu", "leaky_relu"])
 @pytest.mark.parametrize("dynamic", [False, True])
 def test_dense_equals_keras(rng, activation, dynamic):
-    layer = _built(keras.layers.Dense(6))
+    layer = _built(fused.Dense(6, activation=activation))
     x = rng.normal(size=(2, 5, 7, 8)).astype("float32")
-    res = rng.normal(size=(2, 5, 7, 6)).astype("float32")
     spec = DYNAMIC if dynamic else tf.TensorSpec(x.shape, tf.float32)
-    fn = tf.function(lambda t: fused.dense(layer, t, activation, residual=res), input_signature=[spec])
-    want = layer(x).numpy() + res
+    fn = tf.function(lambda t: layer(t), input_signature=[spec])
+    want = _keras_dense(layer, 6)(x).numpy()
     if activation == "gelu":
-        want = 0.5 * want * (1 + np.tanh(np.sqrt(2 / np.pi) * (want + 0.044715 * want**3)))
+        want = _gelu_tanh(want)
     elif activation == "leaky_relu":
         want = np.where(want > 0, want, 0.2 * want)
     np.testing.assert_allclose(fn(x).numpy(), want, rtol=1e-5, atol=1e-5)
 
 
-def test_dense_columns_and_bias_shift(rng):
-    layer = _built(keras.layers.Dense(6))
-    x = rng.normal(size=(1, 3, 4, 8)).astype("float32")
-    full = layer(x).numpy()
-    got = fused.dense(layer, tf.constant(x), columns=(2, 5), bias_shift=1.0).numpy()
-    np.testing.assert_allclose(got, full[..., 2:5] + 1.0, rtol=1e-5, atol=1e-5)
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_dense_epilogues_equal_their_reference_forms(rng, dynamic):
+    layer = _built(fused.Dense(6))
+    ref = _keras_dense(layer, 6)
+    u = rng.normal(size=(2, 5, 7, 3)).astype("float32")
+    v = rng.normal(size=(2, 5, 7, 5)).astype("float32")
+    res = rng.normal(size=(2, 5, 7, 6)).astype("float32")
+    x = np.concatenate([u, v], -1)
+    full = ref(x).numpy()
+    np.testing.assert_allclose(layer(x, residual=res).numpy(), full + res, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(layer([u, v]).numpy(), full, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(layer([u, v], residual=res).numpy(), full + res, rtol=1e-5, atol=1e-5)
+    halves = layer(x, split=2)
+    assert len(halves) == 2
+    for got, want in zip(halves, np.split(full, 2, -1)):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="cannot be combined"):
+        layer(x, residual=res, split=2)
+
+
+def test_dense_dropout_only_in_training(rng):
+    layer = _built(fused.Dense(6, dropout_rate=0.5))
+    x = rng.normal(size=(1, 16, 16, 8)).astype("float32")
+    res = rng.normal(size=(1, 16, 16, 6)).astype("float32")
+    clean = layer(x, residual=res).numpy()
+    np.testing.assert_allclose(clean, _keras_dense(layer, 6)(x).numpy() + res, rtol=1e-5, atol=1e-5)
+    dropped = layer(x, residual=res, training=True).numpy() - res
+    zeroed = np.isclose(dropped, 0).mean()
+    assert 0.35 < zeroed < 0.65, zeroed  # about half the outputs dropped ...
+    kept = ~np.isclose(dropped, 0)
+    np.testing.assert_allclose(dropped[kept], 2 * (clean - res)[kept], rtol=1e-4, atol=1e-4)  # ... the rest x2
+
+
+def _np_blocks(x, fh, fw):
+    # The official layout: "n (gh fh) (gw fw) c -> n (gh gw) (fh fw) c".
+    n, h, w, c = x.shape
+    y = x.reshape(n, h // fh, fh, w // fw, fw, c).transpose(0, 1, 3, 2, 4, 5)
+    return y.reshape(n, (h // fh) * (w // fw), fh * fw, c)
+
+
+def _np_unblocks(y, gh, gw, fh, fw):
+    n, _, _, c = y.shape
+    y = y.reshape(n, gh, gw, fh, fw, c).transpose(0, 1, 3, 2, 4, 5)
+    return y.reshape(n, gh * fh, gw * fw, c)
+
+
+@pytest.mark.parametrize("axis", ["block", "grid"])
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_spatial_dense_equals_official_gating_dense(rng, axis, dynamic):
+    x = rng.standard_normal((2, 8, 12, 3)).astype("float32")
+    size = (4, 3) if axis == "block" else (2, 3)
+    layer = fused.SpatialDense(axis, size)
+    layer.build(x.shape)
+    k = rng.standard_normal(layer.kernel.shape).astype("float32")
+    b = rng.standard_normal(layer.bias.shape).astype("float32")
+    layer.set_weights([k, b])
+    spec = tf.TensorSpec([None, None, None, 3], tf.float32) if dynamic else tf.TensorSpec(x.shape)
+    got = tf.function(lambda t: layer(t, offset=1.0), input_signature=[spec])(x).numpy()
+    # Official: block with patch (fh, fw) (grid: patch (H/gh, W/gw)), Dense over the
+    # pixel axis -2 (block) or the cell axis -3 (grid), unblock; then "+ 1".
+    if axis == "block":
+        fh, fw = size
+        gh, gw = 8 // fh, 12 // fw
+        mixed = np.swapaxes(np.swapaxes(_np_blocks(x, fh, fw), -1, -2) @ k + b, -1, -2)
+    else:
+        gh, gw = size
+        fh, fw = 8 // gh, 12 // gw
+        mixed = np.swapaxes(np.swapaxes(_np_blocks(x, fh, fw), -1, -3) @ k + b, -1, -3)
+    np.testing.assert_allclose(got, _np_unblocks(mixed, gh, gw, fh, fw) + 1.0, atol=1e-5)
 
 
 @pytest.mark.parametrize("strides,kernel", [(1, 3), (2, 4), (1, 1)])
 def test_conv_equals_keras(rng, strides, kernel):
-    layer = _built(keras.layers.Conv2D(5, kernel, strides=strides, padding="same"))
+    layer = _built(fused.Conv2D(5, kernel, strides=strides))
+    ref = keras.layers.Conv2D(5, kernel, strides=strides, padding="same")
+    ref.build((None, None, None, 8))
+    ref.set_weights(layer.get_weights())
     x = rng.normal(size=(2, 8, 12, 8)).astype("float32")
-    want = layer(x).numpy()
-    np.testing.assert_allclose(fused.conv(layer, tf.constant(x)).numpy(), want, rtol=1e-5, atol=1e-5)
-    lrelu = fused.conv(layer, tf.constant(x), "leaky_relu", 0.1).numpy()
-    np.testing.assert_allclose(lrelu, np.where(want > 0, want, 0.1 * want), rtol=1e-5, atol=1e-5)
+    want = ref(x).numpy()
+    np.testing.assert_allclose(layer(x).numpy(), want, rtol=1e-5, atol=1e-5)
+    lrelu = _built(fused.Conv2D(5, kernel, strides=strides, activation="leaky_relu", negative_slope=0.1))
+    lrelu.set_weights(layer.get_weights())
+    np.testing.assert_allclose(lrelu(x).numpy(), np.where(want > 0, want, 0.1 * want), rtol=1e-5, atol=1e-5)
+
+
+def test_unknown_activation_is_refused():
+    with pytest.raises(ValueError, match="activation must be one of"):
+        fused.Dense(4, activation="relu6")
 
 
 @pytest.mark.parametrize("dynamic", [False, True])
@@ -61,14 +144,14 @@ def test_conv_equals_keras(rng, strides, kernel):
 def test_layer_norm_equals_flax_formula(rng, dynamic, scale):
     # scale 1e-3: variance 1e-6, so epsilon 1e-6 vs the 1.001e-5 that the
     # tf.nn batch-norm wrapper would force changes the output by ~2x.
-    layer = _built(keras.layers.LayerNormalization(epsilon=L.LN_EPS))
+    layer = _built(fused.LayerNormalization(epsilon=L.LN_EPS))
     x = (rng.normal(size=(2, 6, 10, 8)) * scale).astype("float32")
     gamma, beta = layer.gamma.numpy(), layer.beta.numpy()
     x64 = x.astype(np.float64)
     mean, var = x64.mean(-1, keepdims=True), x64.var(-1, keepdims=True)
     want = (x64 - mean) / np.sqrt(var + L.LN_EPS) * gamma + beta
     spec = DYNAMIC if dynamic else tf.TensorSpec(x.shape, tf.float32)
-    fn = tf.function(lambda t: fused.layer_norm(layer, t), input_signature=[spec])
+    fn = tf.function(lambda t: layer(t), input_signature=[spec])
     np.testing.assert_allclose(fn(x).numpy(), want, rtol=1e-4, atol=1e-4)
 
 
@@ -77,11 +160,11 @@ def _op_types(fn, spec):
 
 
 def test_portable_graph_has_no_batch_norm():
-    layer = _built(keras.layers.LayerNormalization(epsilon=L.LN_EPS))
-    fast = _op_types(tf.function(lambda t: fused.layer_norm(layer, t)), DYNAMIC)
+    layer = _built(fused.LayerNormalization(epsilon=L.LN_EPS))
+    fast = _op_types(tf.function(lambda t: layer(t)), DYNAMIC)
     with fused.portable_graph():
         assert fused.is_portable()
-        portable = _op_types(tf.function(lambda t: fused.layer_norm(layer, t)), DYNAMIC)
+        portable = _op_types(tf.function(lambda t: layer(t)), DYNAMIC)
     assert not fused.is_portable()
     assert "FusedBatchNormV3" in fast
     assert "FusedBatchNormV3" not in portable

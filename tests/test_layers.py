@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from layer_checks import check_layer
 
 import maxim_tf
 from maxim_tf import fused
@@ -24,7 +25,7 @@ def test_layer_norm_uses_flax_epsilon(rng):
 def test_gelu_is_tanh_approximation():
     x = np.linspace(-4, 4, 101).astype("float32")
     tanh_form = 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
-    np.testing.assert_allclose(fused._activate(tf.constant(x), "gelu").numpy(), tanh_form, atol=1e-6)
+    np.testing.assert_allclose(fused.activate(tf.constant(x), "gelu").numpy(), tanh_form, atol=1e-6)
 
 
 def _flax_conv_transpose_2x2_s2(x, k, b):
@@ -68,41 +69,53 @@ def test_down_conv_same_padding(rng):
     np.testing.assert_allclose(layer(x).numpy(), want, atol=1e-4)
 
 
+# (class, constructor arguments, input shapes, trainable weight tensors); every
+# layer of maxim_tf.layers and maxim_tf.fused is here (test_every_layer_is_checked).
 LAYER_CASES = [
-    (L.MlpBlock, dict(mlp_dim=8), [(1, 8, 8, 4)]),
-    (L.ChannelAttention, dict(features=8, reduction=4), [(1, 8, 8, 8)]),
-    (L.RCAB, dict(features=8), [(1, 8, 8, 8)]),
-    (L.RDCAB, dict(features=8, reduction=4), [(1, 8, 8, 8)]),
-    (L.GmlpLayer, dict(mode="grid", size=(2, 2)), [(1, 8, 8, 4)]),
-    (L.GmlpLayer, dict(mode="block", size=(4, 4)), [(1, 8, 8, 4)]),
-    (L.MultiAxisGmlpBlock, dict(block_size=(4, 4), grid_size=(2, 2)), [(1, 8, 8, 8)]),
-    (L.BottleneckBlock, dict(features=8, block_size=4, grid_size=4, num_groups=2), [(1, 8, 8, 4)]),
-    (L.CrossGatingBlock, dict(features=8, block_size=4, grid_size=4), [(1, 8, 8, 6), (1, 4, 4, 4)]),
-    (L.UNetEncoderBlock, dict(features=8, block_size=4, grid_size=4), [(1, 8, 8, 4)]),
-    (L.UNetDecoderBlock, dict(features=8, block_size=4, grid_size=4), [(1, 4, 4, 16)]),
-    (L.UpSampleRatio, dict(features=4, ratio=0.25), [(1, 8, 8, 3)]),
-    (L.UpSampleRatio, dict(features=4, ratio=2.0), [(1, 8, 8, 3)]),
-    (L.SAM, dict(features=8), [(1, 8, 8, 8), (1, 8, 8, 3)]),
-    (L.NearestDownsample, dict(factor=2), [(1, 8, 8, 3)]),
+    (L.MlpBlock, dict(mlp_dim=8), [(1, 8, 8, 4)], 4),
+    (L.ChannelAttention, dict(features=8, reduction=4), [(1, 8, 8, 8)], 4),
+    (L.RCAB, dict(features=8), [(1, 8, 8, 8)], 10),  # LN 2 + 2 convs 4 + CA 4
+    (L.RDCAB, dict(features=8, reduction=4), [(1, 8, 8, 8)], 10),  # LN 2 + MLP 4 + CA 4
+    (L.GatingUnit, dict(mode="grid", size=(2, 2)), [(1, 8, 8, 8)], 4),  # LN 2 + spatial Dense 2
+    (L.GatingUnit, dict(mode="block", size=(4, 2)), [(1, 8, 8, 8)], 4),
+    (L.GmlpLayer, dict(mode="grid", size=(2, 2)), [(1, 8, 8, 4)], 10),  # LN, in, gating 4, out
+    (L.GmlpLayer, dict(mode="block", size=(4, 4)), [(1, 8, 8, 4)], 10),
+    (L.MultiAxisGmlpBlock, dict(block_size=(4, 4), grid_size=(2, 2)), [(1, 8, 8, 8)], 26),
+    (L.BottleneckBlock, dict(features=8, block_size=4, grid_size=4, num_groups=2), [(1, 8, 8, 4)],
+     2 + 2 * (26 + 10)),
+    (L.SpatialGatingWeights, dict(features=8, block_size=4, grid_size=2), [(1, 8, 8, 8)], 10),
+    (L.CrossGatingBlock, dict(features=8, block_size=4, grid_size=4), [(1, 8, 8, 6), (1, 4, 4, 4)],
+     2 + 4 + 4 + 4 + 2 * 10 + 4),  # up, 2 convs, 2 LN, 2 in, 2 gating, 2 out
+    (L.UNetEncoderBlock, dict(features=8, block_size=4, grid_size=4), [(1, 8, 8, 4)], 2 + 26 + 10 + 2),
+    (L.UNetDecoderBlock, dict(features=8, block_size=4, grid_size=4), [(1, 4, 4, 16)], 2 + 2 + 26 + 10),
+    (L.UpSampleRatio, dict(features=4, ratio=0.25), [(1, 8, 8, 3)], 2),
+    (L.UpSampleRatio, dict(features=4, ratio=2.0), [(1, 8, 8, 3)], 2),
+    (L.SAM, dict(features=8), [(1, 8, 8, 8), (1, 8, 8, 3)], 6),
+    (L.NearestDownsample, dict(factor=2), [(1, 8, 8, 3)], 0),
+    (fused.Dense, dict(units=6, activation="gelu"), [(1, 4, 4, 8)], 2),
+    (fused.SpatialDense, dict(axis="grid", size=(2, 2)), [(1, 4, 4, 8)], 2),
+    (fused.Conv2D, dict(filters=6, kernel_size=3, activation="leaky_relu"), [(1, 4, 4, 8)], 2),
+    (fused.LayerNormalization, dict(epsilon=1e-6), [(1, 4, 4, 8)], 2),
 ]
 
 
-@pytest.mark.parametrize("cls,kwargs,shapes", LAYER_CASES,
-                         ids=[f"{c.__name__}-{i}" for i, (c, _, _) in enumerate(LAYER_CASES)])
-def test_layer_config_round_trip_and_output_shape(rng, cls, kwargs, shapes):
-    layer = cls(**kwargs, name="probe")
-    inputs = [rng.standard_normal(s).astype("float32") for s in shapes]
-    out = layer(*inputs)
-    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
-    assert type(clone) is cls
-    assert clone.get_config() == layer.get_config()
-    out2 = clone(*inputs)
-    outs = out if isinstance(out, tuple) else (out,)
-    outs2 = out2 if isinstance(out2, tuple) else (out2,)
-    assert [tuple(o.shape) for o in outs] == [tuple(o.shape) for o in outs2]
-    want = layer.compute_output_shape(*[tuple(s) for s in shapes])
-    want = want if isinstance(want[0], tuple) else (want,)
-    assert [tuple(o.shape) for o in outs] == [tuple(w) for w in want]
+@pytest.mark.parametrize("cls,kwargs,shapes,num_weights", LAYER_CASES,
+                         ids=[f"{c.__name__}-{i}" for i, (c, *_) in enumerate(LAYER_CASES)])
+def test_layer(rng, cls, kwargs, shapes, num_weights):
+    if cls is L.NearestDownsample:  # no weights: nothing to train
+        layer = cls(**kwargs)
+        x = rng.standard_normal(shapes[0]).astype("float32")
+        np.testing.assert_array_equal(layer(x).numpy(), x[:, 1::2, 1::2])
+        clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+        assert clone.get_config() == layer.get_config()
+        return
+    check_layer(cls, kwargs, shapes, num_weights, rng)
+
+
+def test_every_layer_is_checked():
+    checked = {c for c, *_ in LAYER_CASES}
+    assert set(L.LAYERS) <= checked, set(L.LAYERS) - checked
+    assert {fused.Dense, fused.SpatialDense, fused.Conv2D, fused.LayerNormalization} <= checked
 
 
 def test_variants_exist():

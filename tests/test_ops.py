@@ -7,54 +7,50 @@ import tensorflow as tf
 from maxim_tf import ops as mops
 
 
-def _np_block(x, fh, fw):
-    # Reference: "n (gh fh) (gw fw) c -> n (gh gw) (fh fw) c" written with numpy.
-    n, h, w, c = x.shape
-    y = x.reshape(n, h // fh, fh, w // fw, fw, c).transpose(0, 1, 3, 2, 4, 5)
-    return y.reshape(n, (h // fh) * (w // fw), fh * fw, c)
-
-
-def _np_unblock(y, gh, gw, fh, fw):
-    n, _, _, c = y.shape
-    y = y.reshape(n, gh, gw, fh, fw, c).transpose(0, 1, 3, 2, 4, 5)
-    return y.reshape(n, gh * fh, gw * fw, c)
-
-
-@pytest.mark.parametrize("shape,patch", [((2, 8, 12, 3), (2, 3)), ((1, 16, 16, 5), (4, 4))])
-def test_block_unblock_round_trip(rng, shape, patch):
+@pytest.mark.parametrize("shape,size", [((2, 8, 12, 3), (2, 3)), ((1, 16, 16, 5), (4, 4))])
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_block_partition_rows_are_blocks(rng, shape, size, dynamic):
+    # n (gh fh) (gw fw) c -> (n gh gw c) (fh fw), checked element by element.
     x = rng.standard_normal(shape).astype("float32")
-    blocked = mops.block_images(tf.constant(x), patch).numpy()
-    n, gh, gw, fh, fw, c = blocked.shape
-    assert (gh, gw, fh, fw) == (shape[1] // patch[0], shape[2] // patch[1], *patch)
-    np.testing.assert_array_equal(blocked.reshape(n, gh * gw, fh * fw, c), _np_block(x, *patch))
-    np.testing.assert_array_equal(mops.unblock_images(tf.constant(blocked)).numpy(), x)
+    n, h, w, c = shape
+    fh, fw = size
+    gh, gw = h // fh, w // fw
+    spec = tf.TensorSpec([None, None, None, c]) if dynamic else tf.TensorSpec(shape)
+    rows = tf.function(lambda t: mops.block_partition(t, size), input_signature=[spec])(x).numpy()
+    assert rows.shape == (n * gh * gw * c, fh * fw)
+    r = rows.reshape(n, gh, gw, c, fh, fw)
+    for i, j, ch in [(0, 0, 0), (gh - 1, gw - 1, c - 1), (gh // 2, gw - 1, 1)]:
+        np.testing.assert_array_equal(r[-1, i, j, ch], x[-1, i * fh:(i + 1) * fh, j * fw:(j + 1) * fw, ch])
+    back = tf.function(lambda t, r: mops.block_unpartition(r, mops.dims(t), size),
+                       input_signature=[spec, tf.TensorSpec([None, fh * fw])])(x, rows)
+    np.testing.assert_array_equal(back.numpy(), x)
 
 
-def test_mix_block_axis_equals_official_block_gating(rng):
-    x = rng.standard_normal((2, 8, 12, 3)).astype("float32")
-    fh, fw = 4, 3
-    k = rng.standard_normal((fh * fw, fh * fw)).astype("float32")
-    b = rng.standard_normal(fh * fw).astype("float32")
-    got = mops.mix_block_axis(tf.constant(x), (fh, fw), k, b).numpy()
-    # Official: block, swap the pixel axis (-2) to last, Dense, swap back, unblock.
-    blocked = _np_block(x, fh, fw)
-    mixed = np.swapaxes(np.swapaxes(blocked, -1, -2) @ k + b, -1, -2)
-    want = _np_unblock(mixed, 8 // fh, 12 // fw, fh, fw)
-    np.testing.assert_allclose(got, want, atol=1e-5)
+@pytest.mark.parametrize("shape,size", [((2, 8, 12, 3), (2, 3)), ((1, 16, 16, 5), (4, 4))])
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_grid_partition_rows_are_dilated_grids(rng, shape, size, dynamic):
+    # n (gh fh) (gw fw) c -> (n fh fw c) (gh gw): a row holds the gh*gw pixels that
+    # sit at offset (a, b) of every grid cell, i.e. x[a::fh, b::fw].
+    x = rng.standard_normal(shape).astype("float32")
+    n, h, w, c = shape
+    gh, gw = size
+    fh, fw = h // gh, w // gw
+    spec = tf.TensorSpec([None, None, None, c]) if dynamic else tf.TensorSpec(shape)
+    rows = tf.function(lambda t: mops.grid_partition(t, size), input_signature=[spec])(x).numpy()
+    assert rows.shape == (n * fh * fw * c, gh * gw)
+    r = rows.reshape(n, fh, fw, c, gh, gw)
+    for a, b, ch in [(0, 0, 0), (fh - 1, fw - 1, c - 1), (fh // 2, 0, 1)]:
+        np.testing.assert_array_equal(r[-1, a, b, ch], x[-1, a::fh, b::fw, ch])
+    back = tf.function(lambda t, r: mops.grid_unpartition(r, mops.dims(t), size),
+                       input_signature=[spec, tf.TensorSpec([None, gh * gw])])(x, rows)
+    np.testing.assert_array_equal(back.numpy(), x)
 
 
-def test_mix_grid_axis_equals_official_grid_gating(rng):
-    x = rng.standard_normal((2, 8, 12, 3)).astype("float32")
-    gh, gw = 2, 3
-    fh, fw = 8 // gh, 12 // gw
-    k = rng.standard_normal((gh * gw, gh * gw)).astype("float32")
-    b = rng.standard_normal(gh * gw).astype("float32")
-    got = mops.mix_grid_axis(tf.constant(x), (gh, gw), k, b).numpy()
-    # Official: block with patch (H/gh, W/gw), swap the grid axis (-3) to last, Dense.
-    blocked = _np_block(x, fh, fw)
-    mixed = np.swapaxes(np.swapaxes(blocked, -1, -3) @ k + b, -1, -3)
-    want = _np_unblock(mixed, gh, gw, fh, fw)
-    np.testing.assert_allclose(got, want, atol=1e-5)
+def test_pair():
+    assert mops.pair(4) == (4, 4)
+    assert mops.pair([2, 3]) == (2, 3)
+    with pytest.raises(ValueError, match="pair of ints"):
+        mops.pair((1, 2, 3))
 
 
 def test_triangle_taps():
