@@ -164,33 +164,6 @@ def _load_init_model(path):
     return model
 
 
-def copy_weights(src, dst):
-    """Copy weights from model ``src`` to ``dst`` by variable path.
-
-    MAXIM built with ``return_all_outputs=False`` lacks the output convs of the
-    last stage's coarser scales (nothing in its graph uses them), so the two
-    forms are matched by name, not position.
-
-    Returns:
-        (missing, unused): paths of ``dst`` absent from ``src`` (left as they
-        were) and paths of ``src`` that ``dst`` does not have.
-
-    Raises:
-        ValueError: a shared path has different shapes.
-    """
-    src_vars = {v.path: v for v in src.weights}
-    dst_vars = {v.path: v for v in dst.weights}
-    bad = [f"{k}: {tuple(src_vars[k].shape)} vs {tuple(v.shape)}"
-           for k, v in dst_vars.items()
-           if k in src_vars and tuple(src_vars[k].shape) != tuple(v.shape)]
-    if bad:
-        raise ValueError(f"{len(bad)} weight(s) differ in shape, first: {bad[:5]}")
-    for k, v in dst_vars.items():
-        if k in src_vars:
-            v.assign(src_vars[k].numpy())
-    return sorted(set(dst_vars) - set(src_vars)), sorted(set(src_vars) - set(dst_vars))
-
-
 def export_keras(model_config, model, path):
     """Write the ``.keras`` artifact (one output, float32) atomically; returns the path."""
     path = pathlib.Path(path)
@@ -199,9 +172,7 @@ def export_keras(model_config, model, path):
     keras.mixed_precision.set_global_policy("float32")
     try:
         artifact = maxim_tf.MAXIM(**model_config, return_all_outputs=False)
-        missing, _ = copy_weights(model, artifact)
-        if missing:
-            raise ValueError(f"Trained model lacks weights the artifact needs: {missing[:5]}")
+        artifact.copy_weights_from(model)  # every weight of the artifact must be there
         with fileio.atomic_path(path, suffix=".keras") as tmp:
             artifact.save(tmp)
     finally:
@@ -382,7 +353,8 @@ def _run(cfg, strategy, chief, model_dir, ckpt_dir, existing, source, GB, crop, 
             log.info("Zero-initialised the output convs %s: the model starts as the identity",
                      zeroed)
         if init_model is not None:
-            missing, _ = copy_weights(init_model, model)
+            model.copy_weights_from(init_model, allow_missing=True)
+            missing = sorted({v.path for v in model.weights} - {v.path for v in init_model.weights})
             log.info("Initialised from %s%s", cfg["init_from"],
                      f" ({len(missing)} weights not in it keep their random init: "
                      f"{missing[:4]}...)" if missing else "")
