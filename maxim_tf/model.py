@@ -208,22 +208,42 @@ class MAXIM(keras.Model):
                     any_size=any_size, dtype=self.dtype_policy)
         return new.copy_weights_from(self)
 
-    def copy_weights_from(self, other):
+    def copy_weights_from(self, other, *, allow_missing=False):
         """Copy weights from another MAXIM of the same config, matched by name.
 
         A model that returns only the restored image lacks the output
         convolutions of the coarser scales of the last stage (they do not feed
-        it), so weights are matched by variable path, not position: every
-        weight of this model must exist in ``other`` with the same shape.
+        it), so weights are matched by variable path, not position. This is the
+        one copy-by-name of the project (``with_outputs``, ``with_any_size``, the
+        trainer's ``init_from`` and its export use it).
+
+        Args:
+            other: the model to copy from.
+            allow_missing: leave the weights of this model that ``other`` lacks as
+                they are (fine-tuning an all-outputs model from a one-output
+                file). By default every weight of this model must exist in ``other``.
+
+        Returns:
+            This model.
+
+        Raises:
+            ValueError: a weight without counterpart in ``other`` (unless
+                ``allow_missing``) or one of another shape; nothing is copied then.
         """
         source = {v.path: v for v in other.weights}
         for v in self.weights:
             src = source.get(v.path)
-            if src is None or tuple(src.shape) != tuple(v.shape):
+            if (src is None and not allow_missing) or \
+                    (src is not None and tuple(src.shape) != tuple(v.shape)):
+                found = "no counterpart" if src is None else f"shape {tuple(src.shape)}"
                 raise ValueError(
-                    f"Cannot copy weights: {v.path} {tuple(v.shape)} has no counterpart in "
+                    f"Cannot copy weights: {v.path} {tuple(v.shape)} has {found} in "
                     f"{other.name} (configs differ?)")
-            v.assign(src)
+        for v in self.weights:
+            if v.path in source:
+                # Through host memory: the two models may live on different devices or
+                # under different tf.distribute strategies.
+                v.assign(source[v.path].numpy())
         return self
 
     def with_outputs(self, return_all_outputs):

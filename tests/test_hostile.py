@@ -32,7 +32,7 @@ from conftest import FIXTURES, REPO
 from PIL import Image
 from test_cli_restore import ToyRestorer
 from test_train import MODEL as TRAIN_MODEL
-from test_train import make_photos
+from test_train import hooked_train_cmd, make_photos
 
 from maxim_tf.cli import main
 
@@ -635,13 +635,13 @@ def test_sigterm_during_tflite_export_leaves_no_temporaries(tmp_path, own_tmpdir
 
 @pytest.mark.slow
 def test_kill_9_and_resume_keep_the_training_log_consistent(tmp_path):
-    config = _train_config(tmp_path, steps=8, checkpoint_every=3, log_every=1,
-                           debug={"step_delay": 0.4, "nan_at_step": None, "dump_weights": None})
+    config = _train_config(tmp_path, steps=8, checkpoint_every=3, log_every=1)
     run_dir = tmp_path / "run"
     cmd = [sys.executable, "-m", "maxim_tf", "train", "--config", str(config), "--model-dir",
            str(run_dir), "--no-progress"]
+    slow = hooked_train_cmd(config, run_dir, step_delay=0.4)  # slowed so the kill lands mid-run
     with open(tmp_path.parent / f"{tmp_path.name}_train.err", "w") as err:
-        p = subprocess.Popen(cmd, cwd=REPO, env=_env(tempfile.gettempdir()),
+        p = subprocess.Popen(slow, cwd=REPO, env=_env(tempfile.gettempdir()),
                              stdout=subprocess.DEVNULL, stderr=err)
     log = run_dir / "train_log.jsonl"
     deadline = time.time() + 300

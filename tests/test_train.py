@@ -57,6 +57,14 @@ def train_cmd(config, model_dir, *extra):
             "--model-dir", str(model_dir), "--no-progress", *extra]
 
 
+def hooked_train_cmd(config, model_dir, *extra, **hooks):
+    """:func:`train_cmd` through ``train_hooked.py`` with test hooks, e.g.
+    ``dump_weights=PREFIX``, ``step_delay=0.5``, ``nan_at_step=3``."""
+    options = [a for k, v in hooks.items() for a in (f"--{k.replace('_', '-')}", str(v))]
+    return [sys.executable, str(REPO / "tests" / "train_hooked.py"), *options,
+            *train_cmd(config, model_dir, *extra)[4:]]
+
+
 def env(**extra):
     e = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO))
     e.update(extra)
@@ -124,15 +132,13 @@ def test_mirrored_two_replicas_equal_one_device(tmp_path):
     Tolerance: losses rtol 1e-5, weights atol 1e-5 (float32 sums in a different order).
     Gradient clipping is on and binding, so the global-norm path is covered too.
     """
-    config = write_config(tmp_path, steps=4, optimizer={"clip_global_norm": 0.05},
-                          debug={"dump_weights": str(tmp_path / "w")})
+    config = write_config(tmp_path, steps=4, optimizer={"clip_global_norm": 0.05})
     procs = {
-        "one": subprocess.Popen(train_cmd(config, tmp_path / "one", "--strategy", "single",
-                                          "--set", f'debug.dump_weights="{tmp_path / "one_w"}"'),
+        "one": subprocess.Popen(hooked_train_cmd(config, tmp_path / "one", "--strategy", "single",
+                                                 dump_weights=tmp_path / "one_w"),
                                 cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
-        "two": subprocess.Popen(train_cmd(config, tmp_path / "two", "--strategy", "mirrored",
-                                          "--cpu-replicas", "2",
-                                          "--set", f'debug.dump_weights="{tmp_path / "two_w"}"'),
+        "two": subprocess.Popen(hooked_train_cmd(config, tmp_path / "two", "--strategy", "mirrored",
+                                                 "--cpu-replicas", "2", dump_weights=tmp_path / "two_w"),
                                 cwd=REPO, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
     }
     for name, p in procs.items():
@@ -177,8 +183,8 @@ def test_multi_worker_two_processes_end_with_identical_weights(tmp_path):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
         e = env(TF_CONFIG=tf_config)
         procs.append(subprocess.Popen(
-            train_cmd(config, tmp_path / "run", "--strategy", "multi_worker",
-                      "--set", f'debug.dump_weights="{tmp_path / "w"}"'),
+            hooked_train_cmd(config, tmp_path / "run", "--strategy", "multi_worker",
+                             dump_weights=tmp_path / "w"),
             cwd=REPO, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outputs = []
     try:  # wait for both workers before judging either (one may finish a moment later)
@@ -203,16 +209,15 @@ def test_multi_worker_two_processes_end_with_identical_weights(tmp_path):
 @pytest.mark.slow  # ~30 s idle, ~65 s on busy cores; the data-position part is fast-tested
 def test_kill_and_resume_reproduces_the_trajectory(tmp_path):
     steps = 8
-    config = write_config(tmp_path, steps=steps, checkpoint_every=2,
-                          debug={"dump_weights": None})
-    assert_ok(run(train_cmd(config, tmp_path / "ref", "--set", f'debug.dump_weights="{tmp_path / "ref_w"}"')))
+    config = write_config(tmp_path, steps=steps, checkpoint_every=2)
+    assert_ok(run(hooked_train_cmd(config, tmp_path / "ref", dump_weights=tmp_path / "ref_w")))
     ref = losses_by_step(tmp_path / "ref")
 
     run_dir = tmp_path / "run"
     # Slowed down (not changed numerically) so the kill lands mid-run.
     err_path = tmp_path / "killed.err"
     with open(err_path, "w") as err:  # a file, not a pipe: a full pipe would block the run
-        p = subprocess.Popen(train_cmd(config, run_dir, "--set", "debug.step_delay=0.5"),
+        p = subprocess.Popen(hooked_train_cmd(config, run_dir, step_delay=0.5),
                              cwd=REPO, env=env(), stdout=subprocess.DEVNULL, stderr=err)
     log = run_dir / "train_log.jsonl"
     deadline = time.time() + 300
@@ -234,7 +239,7 @@ def test_kill_and_resume_reproduces_the_trajectory(tmp_path):
     assert again.returncode == 2 and "--resume" in again.stderr
     assert (run_dir / "checkpoints" / "checkpoint").read_text() == latest
 
-    resumed = run(train_cmd(config, run_dir, "--resume", "--set", f'debug.dump_weights="{tmp_path / "run_w"}"'))
+    resumed = run(hooked_train_cmd(config, run_dir, "--resume", dump_weights=tmp_path / "run_w"))
     assert_ok(resumed)
     got = losses_by_step(run_dir)
     assert sorted(got) == list(range(1, steps + 1))
@@ -245,8 +250,8 @@ def test_kill_and_resume_reproduces_the_trajectory(tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
-    config = write_config(tmp_path, steps=6, checkpoint_every=2, debug={"nan_at_step": 3})
-    proc = run(train_cmd(config, tmp_path / "run"))
+    config = write_config(tmp_path, steps=6, checkpoint_every=2)
+    proc = run(hooked_train_cmd(config, tmp_path / "run", nan_at_step=3))
     assert proc.returncode == 3, proc.stderr[-3000:]
     assert "Loss became nan at step 3" in proc.stderr
     assert "ckpt-2" in proc.stderr

@@ -48,9 +48,7 @@ DEFAULTS = {
     "log_every": 50,              # TensorBoard scalars
     "eval_every": 2000,           # validation PSNR/SSIM + image summaries (0 = off)
     "eval_images": 8,
-    # Test hooks: make the loss NaN at this step; write every worker's final
-    # weights to <dump_weights>.<worker>.npz; sleep this many seconds after each step.
-    "debug": {"nan_at_step": None, "dump_weights": None, "step_delay": 0},
+    # (Test hooks are no config keys: tests pass a trainer.TrainHooks to train().)
 }
 
 TASKS = ("denoise", "deblur", "derain", "dehaze", "enhance")

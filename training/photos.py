@@ -24,6 +24,9 @@ import sys
 
 from maxim_tf import fileio
 
+# Narrower than maxim_tf.image_io.IMAGE_EXTENSIONS on purpose: the sources are camera /
+# wallpaper photos (JPEG, PNG), read with a plain PIL convert("RGB"), which is right for
+# 8-bit RGB but not for 16-bit TIFFs, and a GIF's palette is no clean target.
 PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 

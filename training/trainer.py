@@ -1,26 +1,38 @@
 """MAXIM training loop on tf.distribute.
 
 One code path for a single device, ``MirroredStrategy`` (GPUs, or logical CPU
-devices), ``MultiWorkerMirroredStrategy`` (``TF_CONFIG``) and ``TPUStrategy``:
+devices), ``MultiWorkerMirroredStrategy`` (``TF_CONFIG``) and ``TPUStrategy``.
+Entry point: :func:`train`. A run goes through four parts, each a few small
+functions sharing one :class:`_Session` (config, strategy, paths, model,
+optimizer, step counter, checkpoint manager):
 
-* the model (``return_all_outputs=True``), Adam and the step counter live in
-  ``strategy.scope()``; the loss of :mod:`maxim_tf.training.losses` is
-  averaged over the *global* batch, so 1 replica and N replicas follow the
-  same trajectory for the same global batch;
-* optional clipping uses the norm of the all-reduced (global) gradient;
-* checkpoints (model, optimizer, step; the data position is a function of the
-  step) every ``checkpoint_every`` steps with ``tf.train.CheckpointManager``,
-  whose state file is replaced atomically: a kill during a save leaves the
-  previous checkpoint as the latest;
-* a non-finite loss stops the run with :class:`TrainingDiverged` before
-  anything is saved, so the last good checkpoint stays the latest;
-* at the end, the chief writes the same ``.keras`` artifact as the converter
-  (``MAXIM(**config)``, one output, float32), atomically.
+1. **setup** (:func:`train`, :func:`_open_session`, :func:`_build_model`,
+   :func:`_restore`): strategy and TF options; refuses a ``model_dir`` that
+   holds checkpoints without ``--resume`` (or lacks them with it); the model
+   (``return_all_outputs=True``, optionally from ``init_from``), Adam and the
+   step counter in ``strategy.scope()``; then restores the latest checkpoint.
+2. **step** (:func:`_make_replica_step`, :func:`_make_train_step`): the loss of
+   :mod:`maxim_tf.training.losses` averaged over the *global* batch (so 1 and
+   N replicas follow the same trajectory for the same global batch); optional
+   clipping by the norm of the all-reduced (global) gradient.
+3. **loop** (:func:`_train_loop`, :func:`_one_step`): per step the
+   ``train_log.jsonl`` record, TensorBoard scalars, checkpoints every
+   ``checkpoint_every`` steps (``tf.train.CheckpointManager``, whose state file
+   is replaced atomically: a kill during a save leaves the previous checkpoint
+   as the latest; the data position is a function of the step), evaluation
+   (:class:`_Evaluator`) and the progress bar (:class:`_Progress`). A
+   non-finite loss stops the run with :class:`TrainingDiverged` before anything
+   is saved, so the last good checkpoint stays the latest.
+4. **finish** (:func:`_finish`, :func:`_export_only`): the chief writes the same
+   ``.keras`` artifact as the converter (``MAXIM(**config)``, one output,
+   float32), atomically, and the result dict.
 
-Entry point: :func:`train`.
+Tests observe or perturb a run through :class:`TrainHooks` (``train(...,
+hooks=...)``); the production loop has no test-only switches.
 """
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -29,9 +41,9 @@ import pathlib
 import shutil
 import sys
 import time
+from typing import Any
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 import maxim_tf
@@ -51,6 +63,71 @@ class TrainingDiverged(errors.MaximError, RuntimeError):
 
 class MissingCheckpoint(errors.MaximError, FileNotFoundError):
     """``--resume`` or ``--export-only`` without a checkpoint to start from."""
+
+
+class TrainHooks:
+    """Callbacks :func:`train` calls during a run; the defaults do nothing.
+
+    Subclass and override what you need, then pass an instance as
+    ``train(..., hooks=...)`` (``maxim-tf train`` passes none). Tests use them to
+    make a step diverge, slow the loop down or dump the final weights.
+    """
+
+    def on_step(self, session, step, loss):
+        """Called after training step ``step`` (1-based) ran, before its loss is checked,
+        logged or checkpointed; returns the loss the loop goes on with (e.g. ``nan``
+        to simulate a divergence).
+
+        Args:
+            session: the run's :class:`_Session` (model, optimizer, paths, ...).
+            step: the number of the step that just ran.
+            loss: its global loss (Python float).
+        """
+        return loss
+
+    def on_end(self, session):
+        """Called once after the last training step, before the final export (on every
+        worker; ``session.worker_id`` tells them apart)."""
+
+
+@dataclasses.dataclass
+class _Session:
+    """What the parts of one run share: set up by :func:`_open_session`,
+    :func:`_build_model` and :func:`_restore`, used by the loop and the finish."""
+
+    cfg: dict
+    strategy: Any
+    chief: bool
+    worker_id: str
+    model_dir: pathlib.Path
+    existing: Any  # latest checkpoint path when the run started, or None
+    source: Any  # the training data source (data_lib.make_source)
+    hooks: TrainHooks
+    model_config: dict = None
+    model: Any = None  # MAXIM(return_all_outputs=True), in strategy.scope()
+    optimizer: Any = None
+    step: Any = None  # tf.Variable: steps done (checkpointed with model and optimizer)
+    checkpoint: Any = None
+    manager: Any = None  # tf.train.CheckpointManager over ckpt_dir
+    start: int = 0  # the step the run started from (restored from `existing`)
+
+    @property
+    def ckpt_dir(self):
+        """Where this worker saves: ``checkpoints/`` for the chief; non-chief workers must
+        save too (collectives), into a throw-away ``checkpoints_tmp/<worker>``."""
+        if self.chief:
+            return self.model_dir / "checkpoints"
+        return self.model_dir / "checkpoints_tmp" / self.worker_id
+
+    @property
+    def log_path(self):
+        """The per-step ``train_log.jsonl`` (written by the chief)."""
+        return self.model_dir / "train_log.jsonl"
+
+    @property
+    def export_path(self):
+        """Where the final ``.keras`` goes (``export`` or ``<model_dir>/model.keras``)."""
+        return self.cfg["export"] or self.model_dir / "model.keras"
 
 
 # ---------------------------------------------------------------- strategy
@@ -97,6 +174,7 @@ def make_strategy(name, tpu=None):
 
 
 def _is_chief(strategy):
+    """Whether this process writes the log, TensorBoard, checkpoints and the export."""
     resolver = getattr(strategy, "cluster_resolver", None)
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
         return True
@@ -106,6 +184,7 @@ def _is_chief(strategy):
 
 
 def _worker_id(strategy):
+    """``<task_type>_<task_id>`` of a multi-worker process, else ``"chief"``."""
     resolver = getattr(strategy, "cluster_resolver", None)
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and resolver is not None:
         return f"{resolver.task_type}_{resolver.task_id}"
@@ -126,6 +205,8 @@ def learning_rate_schedule(opt, steps):
 
 
 def _model_config(cfg, init_model):
+    """The MAXIM config to train: ``variant`` + ``model`` keys, or ``init_from``'s own
+    config; ConfigError if the config and ``init_from``'s model disagree."""
     loaded = dict(init_model.maxim_config) if init_model is not None else None
     if cfg["variant"] is None:
         from maxim_tf.presets import DEFAULT_CONFIG
@@ -164,44 +245,38 @@ def _load_init_model(path):
     return model
 
 
-def copy_weights(src, dst):
-    """Copy weights from model ``src`` to ``dst`` by variable path.
+def zero_output_convs(model):
+    """Zero the last stage's output convs (kernel and bias); returns their names.
 
-    MAXIM built with ``return_all_outputs=False`` lacks the output convs of the
-    last stage's coarser scales (nothing in its graph uses them), so the two
-    forms are matched by name, not position.
-
-    Returns:
-        (missing, unused): paths of ``dst`` absent from ``src`` (left as they
-        were) and paths of ``src`` that ``dst`` does not have.
-
-    Raises:
-        ValueError: a shared path has different shapes.
+    Each of them adds its output to the (resized) input image, so with zeros the
+    model starts as the identity and learns a residual, instead of starting from the
+    O(1-100) outputs of the official random initialisation.
     """
-    src_vars = {v.path: v for v in src.weights}
-    dst_vars = {v.path: v for v in dst.weights}
-    bad = [f"{k}: {tuple(src_vars[k].shape)} vs {tuple(v.shape)}"
-           for k, v in dst_vars.items()
-           if k in src_vars and tuple(src_vars[k].shape) != tuple(v.shape)]
-    if bad:
-        raise ValueError(f"{len(bad)} weight(s) differ in shape, first: {bad[:5]}")
-    for k, v in dst_vars.items():
-        if k in src_vars:
-            v.assign(src_vars[k].numpy())
-    return sorted(set(dst_vars) - set(src_vars)), sorted(set(src_vars) - set(dst_vars))
+    last = model.maxim_config["num_stages"] - 1
+    names = []
+    for layer in model.layers:
+        if layer.name.startswith(f"stage_{last}_output_conv_"):
+            for v in layer.weights:
+                v.assign(tf.zeros_like(v))
+            names.append(layer.name)
+    if not names:
+        raise RuntimeError("zero_init_output: found no stage_*_output_conv_* layers")
+    return names
 
 
 def export_keras(model_config, model, path):
-    """Write the ``.keras`` artifact (one output, float32) atomically; returns the path."""
+    """Write the ``.keras`` artifact (one output, float32) atomically; returns the path.
+
+    The weights are copied by name (:meth:`maxim_tf.MAXIM.copy_weights_from`) from
+    the trained all-outputs ``model``; every weight of the artifact must be there.
+    """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     previous = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")
     try:
         artifact = maxim_tf.MAXIM(**model_config, return_all_outputs=False)
-        missing, _ = copy_weights(model, artifact)
-        if missing:
-            raise ValueError(f"Trained model lacks weights the artifact needs: {missing[:5]}")
+        artifact.copy_weights_from(model)
         with fileio.atomic_path(path, suffix=".keras") as tmp:
             artifact.save(tmp)
     finally:
@@ -209,42 +284,9 @@ def export_keras(model_config, model, path):
     return path
 
 
-# ---------------------------------------------------------------- the run
+# ---------------------------------------------------------------- 1. setup
 
-class _Progress:
-    """tqdm bar with ETA, loss and images/s (chief only).
-
-    images/s counts the time spent in training steps only (not evaluation or
-    checkpointing) and skips the first step (tracing).
-    """
-
-    def __init__(self, enabled, start, total, global_batch):
-        self.bar = None
-        self.global_batch = global_batch
-        self.seconds, self.steps, self.first = 0.0, 0, True
-        self.rate = float("nan")
-        if enabled:
-            from tqdm import tqdm
-            self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True,
-                            file=sys.stderr, smoothing=0.1)
-
-    def update(self, seconds, loss):
-        if self.first:
-            self.first = False
-        else:
-            self.seconds += seconds
-            self.steps += 1
-            self.rate = self.steps * self.global_batch / self.seconds
-        if self.bar is not None:
-            self.bar.update(1)
-            self.bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{self.rate:.1f}", refresh=False)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-
-
-def train(config, resume=False, progress=True, export_only=False):
+def train(config, resume=False, progress=True, export_only=False, *, hooks=None):
     """Train MAXIM as described by ``config`` (dict or path; see config.DEFAULTS).
 
     Args:
@@ -254,6 +296,7 @@ def train(config, resume=False, progress=True, export_only=False):
         progress: show a progress bar (chief only).
         export_only: write the ``.keras`` artifact from the latest checkpoint
             without training (needs ``resume=True``).
+        hooks: a :class:`TrainHooks` (default: none) called during the run.
 
     Returns:
         dict with ``step``, ``loss``, ``images_per_sec``, ``export`` (path or None),
@@ -263,58 +306,141 @@ def train(config, resume=False, progress=True, export_only=False):
         TrainingDiverged: the loss became NaN/inf (the last good checkpoint is kept).
     """
     cfg = config_lib.load_config(config)  # idempotent on an already loaded config
-    strategy = make_strategy(cfg["strategy"], cfg["tpu"])  # first: before other TF work
-    if not cfg["graph_optimizations"]:
-        # Grappler takes minutes on MAXIM's large training graph on small CPUs.
-        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
-    if cfg["deterministic"]:
-        tf.config.experimental.enable_op_determinism()
-    chief = _is_chief(strategy)
-    model_dir = pathlib.Path(cfg["model_dir"]).expanduser()
-    ckpt_dir = model_dir / "checkpoints"
-    if not chief:  # non-chief workers must save too (collectives), into throw-away dirs
-        ckpt_dir = model_dir / "checkpoints_tmp" / _worker_id(strategy)
-
-    existing = tf.train.latest_checkpoint(str(model_dir / "checkpoints"))
-    if export_only and not (existing and resume):
-        raise MissingCheckpoint(f"--export-only needs --resume and a checkpoint in "
-                                f"{model_dir / 'checkpoints'} (found: {existing}).")
-    if resume and not existing:
-        raise MissingCheckpoint(
-            f"--resume: no checkpoint in {model_dir / 'checkpoints'} to resume from (a mistyped "
-            f"--model-dir?); drop --resume to start a new run there.")
-    if existing and not resume:
-        raise FileExistsError(
-            f"{model_dir} already holds checkpoints (latest {existing}). Pass --resume to "
-            f"continue that run, or choose another model_dir.")
-
-    GB, S_crop, seed = cfg["global_batch_size"], cfg["crop_size"], cfg["seed"]
-    if GB % strategy.num_replicas_in_sync:
-        raise config_lib.ConfigError(
-            f"global_batch_size={GB} is not divisible by the {strategy.num_replicas_in_sync} "
-            f"replicas.")
-
-    log.info("Training on %d replica(s) with %s", strategy.num_replicas_in_sync,
-             type(strategy).__name__)
-    source = data_lib.make_source(cfg["data"], "train", crop_size=S_crop)
-    log.info("Training data: %s", source.description)
-
+    session = _open_session(cfg, resume=resume, export_only=export_only,
+                            hooks=TrainHooks() if hooks is None else hooks)
     previous_policy = keras.mixed_precision.global_policy()
     if cfg["mixed_precision"]:
         keras.mixed_precision.set_global_policy(cfg["mixed_precision"])
-    created = fileio.make_dirs(model_dir)
+    created = fileio.make_dirs(session.model_dir)
     try:
-        return _run(cfg, strategy, chief, model_dir, ckpt_dir, existing, source, GB, S_crop,
-                    seed, progress, export_only)
+        _build_model(session)
+        _restore(session)
+        if export_only:
+            return _export_only(session)
+        loss, rate = _train_loop(session, progress=progress)
+        return _finish(session, loss=loss, rate=rate)
     except BaseException:
         # A run that fails before writing anything leaves no empty model_dir behind.
         fileio.remove_empty_dirs(created)
         raise
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
-        if not chief:
-            shutil.rmtree(model_dir / "checkpoints_tmp" / _worker_id(strategy),
-                          ignore_errors=True)
+        if not session.chief:
+            shutil.rmtree(session.ckpt_dir, ignore_errors=True)
+
+
+def _open_session(cfg, *, resume, export_only, hooks):
+    """Strategy, TF options and checks that need no model; returns the new session.
+
+    The strategy comes first: it must exist before other TF work.
+    """
+    strategy = make_strategy(cfg["strategy"], cfg["tpu"])
+    if not cfg["graph_optimizations"]:
+        # Grappler takes minutes on MAXIM's large training graph on small CPUs.
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    if cfg["deterministic"]:
+        tf.config.experimental.enable_op_determinism()
+    model_dir = pathlib.Path(cfg["model_dir"]).expanduser()
+    existing = _check_resume(model_dir / "checkpoints", resume=resume, export_only=export_only)
+    batch, replicas = cfg["global_batch_size"], strategy.num_replicas_in_sync
+    if batch % replicas:
+        raise config_lib.ConfigError(
+            f"global_batch_size={batch} is not divisible by the {replicas} replicas.")
+    log.info("Training on %d replica(s) with %s", replicas, type(strategy).__name__)
+    source = data_lib.make_source(cfg["data"], "train", crop_size=cfg["crop_size"])
+    log.info("Training data: %s", source.description)
+    return _Session(cfg=cfg, strategy=strategy, chief=_is_chief(strategy),
+                    worker_id=_worker_id(strategy), model_dir=model_dir, existing=existing,
+                    source=source, hooks=hooks)
+
+
+def _check_resume(ckpt_dir, *, resume, export_only):
+    """The latest checkpoint in ``ckpt_dir`` (or None), if that fits ``resume``/``export_only``.
+
+    Raises:
+        MissingCheckpoint: ``resume`` or ``export_only`` without a checkpoint.
+        FileExistsError: checkpoints there but no ``resume``.
+    """
+    existing = tf.train.latest_checkpoint(str(ckpt_dir))
+    model_dir = ckpt_dir.parent
+    if export_only and not (existing and resume):
+        raise MissingCheckpoint(f"--export-only needs --resume and a checkpoint in "
+                                f"{ckpt_dir} (found: {existing}).")
+    if resume and not existing:
+        raise MissingCheckpoint(
+            f"--resume: no checkpoint in {ckpt_dir} to resume from (a mistyped "
+            f"--model-dir?); drop --resume to start a new run there.")
+    if existing and not resume:
+        raise FileExistsError(
+            f"{model_dir} already holds checkpoints (latest {existing}). Pass --resume to "
+            f"continue that run, or choose another model_dir.")
+    return existing
+
+
+def _build_model(s):
+    """Set ``s.model_config``, ``s.model``, ``s.optimizer`` and ``s.step`` (in the
+    strategy's scope): random, identity (``zero_init_output``) or ``init_from`` weights."""
+    cfg = s.cfg
+    init_model = _load_init_model(cfg["init_from"]) if cfg["init_from"] else None
+    s.model_config = _model_config(cfg, init_model)
+    keras.utils.set_random_seed(cfg["seed"])
+    with s.strategy.scope():
+        s.model = maxim_tf.MAXIM(**s.model_config, return_all_outputs=True)
+        mh, mw = s.model.size_multiple
+        crop = cfg["crop_size"]
+        if crop % mh or crop % mw:
+            raise config_lib.ConfigError(
+                f"crop_size={crop} must be a multiple of the model's size multiple {mh}x{mw}.")
+        if init_model is not None:
+            _init_from(s.model, init_model, cfg["init_from"])
+        elif cfg["zero_init_output"]:
+            zeroed = zero_output_convs(s.model)
+            log.info("Zero-initialised the output convs %s: the model starts as the identity",
+                     zeroed)
+        s.optimizer = _make_optimizer(cfg, s.model)
+        s.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
+                             aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
+
+def _init_from(model, init_model, name):
+    """Copy ``init_model``'s weights into ``model`` by name; weights it lacks (the coarse
+    output convs a one-output file does not have) keep their random init."""
+    model.copy_weights_from(init_model, allow_missing=True)
+    missing = sorted({v.path for v in model.weights} - {v.path for v in init_model.weights})
+    log.info("Initialised from %s%s", name,
+             f" ({len(missing)} weights not in it keep their random init: "
+             f"{missing[:4]}...)" if missing else "")
+
+
+def _make_optimizer(cfg, model):
+    """Adam on the cosine schedule (loss-scaled under ``mixed_float16``), built for
+    ``model``'s trainable variables so a checkpoint restores its slots."""
+    opt_cfg = cfg["optimizer"]
+    optimizer = keras.optimizers.Adam(
+        learning_rate_schedule(opt_cfg, cfg["steps"]), beta_1=opt_cfg["beta_1"],
+        beta_2=opt_cfg["beta_2"])
+    if cfg["mixed_precision"] == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    optimizer.build(model.trainable_variables)
+    return optimizer
+
+
+def _restore(s):
+    """Set up the checkpoint manager, restore ``s.existing`` (if resuming) and set
+    ``s.start``; the chief trims ``train_log.jsonl`` back to that step.
+
+    The checkpoint holds ``model``, ``optimizer`` and ``step``: this layout is what
+    existing run directories contain, keep it.
+    """
+    s.checkpoint = tf.train.Checkpoint(model=s.model, optimizer=s.optimizer, step=s.step)
+    s.manager = tf.train.CheckpointManager(s.checkpoint, str(s.ckpt_dir),
+                                           max_to_keep=s.cfg["keep_checkpoints"])
+    if s.existing:
+        s.checkpoint.restore(s.existing).assert_existing_objects_matched()
+        log.info("Resumed from %s at step %d", s.existing, int(s.step.numpy()))
+    s.start = int(s.step.numpy())
+    if s.existing and s.chief:
+        trim_log(s.log_path, s.start)
 
 
 def trim_log(path, step):
@@ -344,106 +470,59 @@ def trim_log(path, step):
     return dropped
 
 
-def zero_output_convs(model):
-    """Zero the last stage's output convs (kernel and bias); returns their names.
+# ---------------------------------------------------------------- 2. step
 
-    Each of them adds its output to the (resized) input image, so with zeros the
-    model starts as the identity and learns a residual, instead of starting from the
-    O(1-100) outputs of the official random initialisation.
-    """
-    last = model.maxim_config["num_stages"] - 1
-    names = []
-    for layer in model.layers:
-        if layer.name.startswith(f"stage_{last}_output_conv_"):
-            for v in layer.weights:
-                v.assign(tf.zeros_like(v))
-            names.append(layer.name)
-    if not names:
-        raise RuntimeError("zero_init_output: found no stage_*_output_conv_* layers")
-    return names
-
-
-def _run(cfg, strategy, chief, model_dir, ckpt_dir, existing, source, GB, crop, seed, progress,
-         export_only):
-    init_model = _load_init_model(cfg["init_from"]) if cfg["init_from"] else None
-    model_config = _model_config(cfg, init_model)
-    S = model_config["num_supervision_scales"]
-    opt_cfg, loss_cfg = cfg["optimizer"], cfg["loss"]
-
-    keras.utils.set_random_seed(seed)
-    with strategy.scope():
-        model = maxim_tf.MAXIM(**model_config, return_all_outputs=True)
-        mh, mw = model.size_multiple
-        if crop % mh or crop % mw:
-            raise config_lib.ConfigError(
-                f"crop_size={crop} must be a multiple of the model's size multiple {mh}x{mw}.")
-        if cfg["zero_init_output"] and init_model is None:
-            zeroed = zero_output_convs(model)
-            log.info("Zero-initialised the output convs %s: the model starts as the identity",
-                     zeroed)
-        if init_model is not None:
-            missing, _ = copy_weights(init_model, model)
-            log.info("Initialised from %s%s", cfg["init_from"],
-                     f" ({len(missing)} weights not in it keep their random init: "
-                     f"{missing[:4]}...)" if missing else "")
-        optimizer = keras.optimizers.Adam(
-            learning_rate_schedule(opt_cfg, cfg["steps"]), beta_1=opt_cfg["beta_1"],
-            beta_2=opt_cfg["beta_2"])
-        if cfg["mixed_precision"] == "mixed_float16":
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        optimizer.build(model.trainable_variables)
-        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
-                           aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-    del init_model
-
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
-    manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir),
-                                         max_to_keep=cfg["keep_checkpoints"])
-    if existing:
-        checkpoint.restore(existing).assert_existing_objects_matched()
-        log.info("Resumed from %s at step %d", existing, int(step.numpy()))
-    start = int(step.numpy())
-    if existing and chief:
-        trim_log(model_dir / "train_log.jsonl", start)
-    if export_only:
-        export = export_keras(model_config, model, cfg["export"] or model_dir / "model.keras") \
-            if chief else None
-        return {"step": start, "loss": float("nan"), "images_per_sec": float("nan"),
-                "export": str(export) if export else None, "checkpoint": existing}
-
-    dist_ds = strategy.distribute_datasets_from_function(
-        lambda ctx: data_lib.train_dataset(
-            source, global_batch_size=GB, crop_size=crop, seed=seed, start_step=start,
-            augment=cfg["augment"], input_context=ctx))
-    iterator = iter(dist_ds)
-    variables = model.trainable_variables
-    clip = opt_cfg["clip_global_norm"]
-    nan_at = cfg["debug"].get("nan_at_step")
-    eps, lam = loss_cfg["charbonnier_epsilon"], loss_cfg["frequency_weight"]
+def _make_replica_step(s):
+    """The per-replica step ``(x, y) -> (loss, terms, grad_norm)``: forward, loss averaged
+    over the global batch, gradients, optional global-norm clipping, Adam update."""
+    model, optimizer, variables = s.model, s.optimizer, s.model.trainable_variables
+    scales = s.model_config["num_supervision_scales"]
+    eps = s.cfg["loss"]["charbonnier_epsilon"]
+    lam = s.cfg["loss"]["frequency_weight"]
+    batch, clip = s.cfg["global_batch_size"], s.cfg["optimizer"]["clip_global_norm"]
 
     def replica_step(x, y):
+        """One replica's part of the global batch ``(x, y)``."""
         with tf.GradientTape() as tape:
             outputs = model(x, training=True)
-            per_example, terms = losses.maxim_loss(outputs, y, S, eps, lam)
-            loss = tf.nn.compute_average_loss(per_example, global_batch_size=GB)
-            if nan_at is not None:
-                loss = tf.where(step + 1 == nan_at, tf.constant(float("nan")), loss)
+            per_example, terms = losses.maxim_loss(outputs, y, scales, eps, lam)
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=batch)
             scaled = optimizer.scale_loss(loss)
         grads = tape.gradient(scaled, variables)
         norm = tf.constant(0.0)
         if clip:
-            # Norm of the global gradient (the sum over replicas), identical on every
-            # replica; scaling the local parts scales their sum by the same factor.
-            total = tf.distribute.get_replica_context().all_reduce("sum", grads)
-            norm = tf.linalg.global_norm(total) / tf.cast(optimizer.scale_loss(1.0), tf.float32)
-            factor = tf.minimum(1.0, clip / tf.maximum(norm, 1e-12))
-            grads = [g * tf.cast(factor, g.dtype) for g in grads]
+            grads, norm = _clip_by_global_norm(grads, clip, optimizer)
         optimizer.apply_gradients(zip(grads, variables))
-        terms = {k: tf.nn.compute_average_loss(v, global_batch_size=GB) for k, v in terms.items()}
+        terms = {k: tf.nn.compute_average_loss(v, global_batch_size=batch)
+                 for k, v in terms.items()}
         return loss, terms, norm
 
-    @tf.function(jit_compile=bool(cfg["jit_compile"]) or None)
+    return replica_step
+
+
+def _clip_by_global_norm(grads, clip, optimizer):
+    """``grads`` scaled so the *global* gradient's norm is at most ``clip``; returns
+    ``(grads, norm)``, ``norm`` unscaled by the loss scale.
+
+    The norm is that of the sum over replicas, identical on every replica; scaling
+    the local parts scales their sum by the same factor.
+    """
+    total = tf.distribute.get_replica_context().all_reduce("sum", grads)
+    norm = tf.linalg.global_norm(total) / tf.cast(optimizer.scale_loss(1.0), tf.float32)
+    factor = tf.minimum(1.0, clip / tf.maximum(norm, 1e-12))
+    return [g * tf.cast(factor, g.dtype) for g in grads], norm
+
+
+def _make_train_step(s):
+    """The distributed step ``iterator -> (loss, terms, grad_norm)`` (a tf.function,
+    XLA with ``jit_compile``): the replica step on every replica, ``s.step += 1``,
+    global sums of the losses and the mean norm."""
+    strategy, step = s.strategy, s.step
+    replica_step = _make_replica_step(s)
+
+    @tf.function(jit_compile=bool(s.cfg["jit_compile"]) or None)
     def train_step(it):
+        """One global step on the next batch of ``it``."""
         x, y = next(it)
         loss, terms, norm = strategy.run(replica_step, args=(x, y))
         step.assign_add(1)
@@ -454,82 +533,168 @@ def _run(cfg, strategy, chief, model_dir, ckpt_dir, existing, source, GB, crop, 
         return (total(loss), {k: total(v) for k, v in terms.items()},
                 strategy.reduce("mean", norm, axis=None))
 
-    writer = tf.summary.create_file_writer(str(model_dir / "tensorboard")) if chief \
-        else tf.summary.create_noop_writer()
-    evaluator = _Evaluator(cfg, strategy, model, source, crop, seed) if cfg["eval_every"] else None
-    log_path = model_dir / "train_log.jsonl"
-    bar = _Progress(progress and chief, start, cfg["steps"], GB)
-    last = {"loss": float("nan")}
+    return train_step
+
+
+def _run_step(run, n):
+    """``run()`` (one call of the train step, step ``n``); the data pipeline's give-up
+    error becomes a DataError."""
     try:
-        log_file = open(log_path, "a") if chief else contextlib.nullcontext()
+        return run()
+    except tf.errors.InvalidArgumentError as e:
+        if not data_lib.is_drop_limit_error(e):
+            raise
+        raise data_lib.DataError(
+            f"{data_lib.MAX_CONSECUTIVE_DROPS} training examples in a row could not "
+            f"be decoded or cropped (files changed or corrupt since the start?); "
+            f"stopped at step {n}. See the warnings above for the files.") from None
+
+
+# ---------------------------------------------------------------- 3. loop
+
+def _train_loop(s, *, progress):
+    """Steps ``s.start + 1 .. steps``; returns ``(last loss, images/s)``."""
+    cfg = s.cfg
+    dist_ds = s.strategy.distribute_datasets_from_function(
+        lambda ctx: data_lib.train_dataset(
+            s.source, global_batch_size=cfg["global_batch_size"], crop_size=cfg["crop_size"],
+            seed=cfg["seed"], start_step=s.start, augment=cfg["augment"], input_context=ctx))
+    iterator = iter(dist_ds)
+    train_step = _make_train_step(s)
+    writer = tf.summary.create_file_writer(str(s.model_dir / "tensorboard")) if s.chief \
+        else tf.summary.create_noop_writer()
+    evaluator = _Evaluator(s) if cfg["eval_every"] else None
+    bar = _Progress(progress and s.chief, s.start, cfg["steps"], cfg["global_batch_size"])
+    loss = float("nan")
+    try:
+        log_file = open(s.log_path, "a") if s.chief else contextlib.nullcontext()
         with writer.as_default(), log_file as jl:
-            for s in range(start + 1, cfg["steps"] + 1):
-                lr = float(optimizer.learning_rate)  # the rate this step uses
-                t0 = time.perf_counter()
-                try:
-                    loss, terms, norm = train_step(iterator)
-                except tf.errors.InvalidArgumentError as e:
-                    if not data_lib.is_drop_limit_error(e):
-                        raise
-                    raise data_lib.DataError(
-                        f"{data_lib.MAX_CONSECUTIVE_DROPS} training examples in a row could not "
-                        f"be decoded or cropped (files changed or corrupt since the start?); "
-                        f"stopped at step {s}. See the warnings above for the files.") from None
-                loss = float(loss)
-                seconds = time.perf_counter() - t0
-                if not math.isfinite(loss):
-                    kept = manager.latest_checkpoint
-                    raise TrainingDiverged(
-                        f"Loss became {loss} at step {s}; stopped without saving. The last good "
-                        f"checkpoint is {kept or 'none (no checkpoint was saved yet)'}; lower "
-                        f"the learning rate or enable optimizer.clip_global_norm, then resume.")
-                bar.update(seconds, loss)
-                last = {"step": s, "loss": loss}
-                if jl is not None:
-                    jl.write(json.dumps({"step": s, "loss": loss, "lr": lr}) + "\n")
-                    jl.flush()
-                if s % cfg["log_every"] == 0 or s == cfg["steps"]:
-                    tf.summary.scalar("loss/total", loss, step=s)
-                    for k, v in terms.items():
-                        tf.summary.scalar(f"loss/{k}", float(v), step=s)
-                    tf.summary.scalar("learning_rate", lr, step=s)
-                    if math.isfinite(bar.rate):
-                        tf.summary.scalar("images_per_sec", bar.rate, step=s)
-                    if clip:
-                        tf.summary.scalar("grad_global_norm", float(norm), step=s)
-                if s % cfg["checkpoint_every"] == 0 or s == cfg["steps"]:
-                    manager.save(checkpoint_number=s)
-                    if not chief:
-                        shutil.rmtree(ckpt_dir, ignore_errors=True)
-                if evaluator and (s % cfg["eval_every"] == 0 or s == cfg["steps"]):
-                    evaluator.run(s)
-                if cfg["debug"].get("step_delay"):
-                    time.sleep(cfg["debug"]["step_delay"])
+            for n in range(s.start + 1, cfg["steps"] + 1):
+                loss = _one_step(s, n, run=lambda: train_step(iterator), bar=bar,
+                                 log_file=jl, evaluator=evaluator)
             writer.flush()
     finally:
         bar.close()
+    return loss, bar.rate
 
-    dump = cfg["debug"].get("dump_weights")
-    if dump:
-        np.savez(f"{dump}.{_worker_id(strategy)}.npz",
-                 **{f"{i:04d}": v.numpy() for i, v in enumerate(model.weights)})
+
+def _due(s, n, every_key):
+    """Whether step ``n`` is one of every ``cfg[every_key]`` steps, or the last."""
+    return n % s.cfg[every_key] == 0 or n == s.cfg["steps"]
+
+
+def _one_step(s, n, *, run, bar, log_file, evaluator):
+    """Step ``n``: train (``run()``), hooks, divergence check, log record, TensorBoard,
+    checkpoint and evaluation when due; returns the loss."""
+    lr = float(s.optimizer.learning_rate)  # the rate this step uses
+    t0 = time.perf_counter()
+    loss, terms, norm = _run_step(run, n)
+    loss = float(loss)
+    seconds = time.perf_counter() - t0
+    loss = s.hooks.on_step(s, n, loss)
+    if not math.isfinite(loss):
+        kept = s.manager.latest_checkpoint
+        raise TrainingDiverged(
+            f"Loss became {loss} at step {n}; stopped without saving. The last good "
+            f"checkpoint is {kept or 'none (no checkpoint was saved yet)'}; lower "
+            f"the learning rate or enable optimizer.clip_global_norm, then resume.")
+    bar.update(seconds, loss)
+    if log_file is not None:
+        log_file.write(json.dumps({"step": n, "loss": loss, "lr": lr}) + "\n")
+        log_file.flush()
+    if _due(s, n, "log_every"):
+        _write_summaries(s, n, loss=loss, terms=terms, lr=lr, norm=norm, rate=bar.rate)
+    if _due(s, n, "checkpoint_every"):
+        s.manager.save(checkpoint_number=n)
+        if not s.chief:
+            shutil.rmtree(s.ckpt_dir, ignore_errors=True)
+    if evaluator and _due(s, n, "eval_every"):
+        evaluator.run(n)
+    return loss
+
+
+def _write_summaries(s, n, *, loss, terms, lr, norm, rate):
+    """TensorBoard scalars of step ``n``: losses (total and per stage/scale), learning
+    rate, images/s and, with clipping, the global gradient norm."""
+    tf.summary.scalar("loss/total", loss, step=n)
+    for k, v in terms.items():
+        tf.summary.scalar(f"loss/{k}", float(v), step=n)
+    tf.summary.scalar("learning_rate", lr, step=n)
+    if math.isfinite(rate):
+        tf.summary.scalar("images_per_sec", rate, step=n)
+    if s.cfg["optimizer"]["clip_global_norm"]:
+        tf.summary.scalar("grad_global_norm", float(norm), step=n)
+
+
+class _Progress:
+    """tqdm bar with ETA, loss and images/s (chief only).
+
+    images/s counts the time spent in training steps only (not evaluation or
+    checkpointing) and skips the first step (tracing).
+    """
+
+    def __init__(self, enabled, start, total, global_batch):
+        self.bar = None
+        self.global_batch = global_batch
+        self.seconds, self.steps, self.first = 0.0, 0, True
+        self.rate = float("nan")
+        if enabled:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True,
+                            file=sys.stderr, smoothing=0.1)
+
+    def update(self, seconds, loss):
+        """Count one step that took ``seconds`` and show its ``loss``."""
+        if self.first:
+            self.first = False
+        else:
+            self.seconds += seconds
+            self.steps += 1
+            self.rate = self.steps * self.global_batch / self.seconds
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{self.rate:.1f}", refresh=False)
+
+    def close(self):
+        """Close the bar (if shown)."""
+        if self.bar is not None:
+            self.bar.close()
+
+
+# ---------------------------------------------------------------- 4. finish
+
+def _finish(s, *, loss, rate):
+    """After the last step: the ``on_end`` hook, the chief's export; the result dict."""
+    s.hooks.on_end(s)
     export = None
-    if chief:
-        export = export_keras(model_config, model,
-                              cfg["export"] or model_dir / "model.keras")
+    if s.chief:
+        export = export_keras(s.model_config, s.model, s.export_path)
         log.info("Wrote %s", export)
-    return {"step": int(step.numpy()), "loss": last["loss"], "images_per_sec": bar.rate,
+    return {"step": int(s.step.numpy()), "loss": loss, "images_per_sec": rate,
             "export": str(export) if export else None,
-            "checkpoint": manager.latest_checkpoint if chief else None}
+            "checkpoint": s.manager.latest_checkpoint if s.chief else None}
 
+
+def _export_only(s):
+    """``--export-only``: the chief writes the restored checkpoint's ``.keras``; the
+    result dict (no loss, no images/s)."""
+    export = export_keras(s.model_config, s.model, s.export_path) if s.chief else None
+    return {"step": s.start, "loss": float("nan"), "images_per_sec": float("nan"),
+            "export": str(export) if export else None, "checkpoint": s.existing}
+
+
+# ---------------------------------------------------------------- evaluation
 
 class _Evaluator:
     """Validation PSNR/SSIM and input | output | target image summaries."""
 
-    def __init__(self, cfg, strategy, model, train_source, crop, seed):
-        data = cfg["data"]
+    def __init__(self, s):
+        """The eval dataset (``val_*`` data, else a fixed sample of the training data) and
+        step for session ``s`` (its strategy, model, ``crop_size``, ``seed``)."""
+        cfg, strategy, model = s.cfg, s.strategy, s.model
+        crop, seed, data = cfg["crop_size"], cfg["seed"], cfg["data"]
         has_val = any(data.get(k) for k in ("val_root", "val_folder", "val_split"))
-        source = data_lib.make_source(data, "val", crop_size=crop) if has_val else train_source
+        source = data_lib.make_source(data, "val", crop_size=crop) if has_val else s.source
         self.tag = "val" if has_val else "train_sample"
         replicas = strategy.num_replicas_in_sync
         count = max(replicas, cfg["eval_images"] // replicas * replicas)
@@ -559,6 +724,7 @@ class _Evaluator:
         self.eval_step = eval_step
 
     def run(self, s):
+        """Evaluate at step ``s``: PSNR/SSIM and an image summary; returns (psnr, ssim)."""
         psnr = ssim = n = 0.0
         shown = None
         for x, y in self.dataset:

@@ -34,7 +34,12 @@ def register(subparsers):
     p.set_defaults(func=run)
 
 
-def run(args):
+def run(args, hooks=None):
+    """Run ``maxim-tf train`` with the parsed ``args``; returns the exit status.
+
+    ``hooks`` (a :class:`maxim_tf.training.trainer.TrainHooks`) is for tests that
+    run the command in-process (``tests/train_hooked.py``); the CLI passes none.
+    """
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("absl").setLevel(logging.WARNING)
     if args.cpu_replicas:
@@ -57,7 +62,7 @@ def run(args):
     try:
         config = config_lib.load_config(args.config, overrides)
         result = trainer.train(config, resume=args.resume, progress=not args.no_progress,
-                               export_only=args.export_only)
+                               export_only=args.export_only, hooks=hooks)
     except trainer.TrainingDiverged as e:
         print(f"maxim-tf train: training diverged: {e}", file=sys.stderr)
         return e.exit_code
