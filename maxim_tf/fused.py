@@ -38,19 +38,18 @@ not convert it; :func:`portable_graph` makes traces use Keras'
 ``LayerNormalization`` instead, and the TFLite/ONNX exporters trace inside it.
 """
 
-import contextlib
-import threading
-
 import keras
 import tensorflow as tf
 
 from maxim_tf import ops as mops
+from maxim_tf.tracing import TraceSwitch
 
-_STATE = threading.local()
 ACTIVATIONS = (None, "gelu", "leaky_relu")
 
 
-@contextlib.contextmanager
+_PORTABLE = TraceSwitch("portable")
+
+
 def portable_graph():
     """Trace MAXIM with ops every converter understands (TFLite builtins, ONNX).
 
@@ -60,17 +59,12 @@ def portable_graph():
         >>> with portable_graph():
         ...     concrete = tf.function(model).get_concrete_function(spec)
     """
-    previous = getattr(_STATE, "portable", False)
-    _STATE.portable = True
-    try:
-        yield
-    finally:
-        _STATE.portable = previous
+    return _PORTABLE.on()
 
 
 def is_portable():
     """True inside :func:`portable_graph`."""
-    return getattr(_STATE, "portable", False)
+    return _PORTABLE.is_on()
 
 
 def activate(y, activation, slope=0.2):

@@ -1,8 +1,5 @@
 """The multi-stage, multi-scale MAXIM network as a Keras 3 functional model."""
 
-import contextlib
-import threading
-
 import keras
 import numpy as np
 
@@ -10,24 +7,20 @@ from maxim_tf import layers as L
 from maxim_tf import ops as mops
 from maxim_tf import padding
 from maxim_tf.presets import variant_config
+from maxim_tf.tracing import TraceSwitch
 
 _TUPLE_KEYS = ("block_size_hr", "block_size_lr", "grid_size_hr", "grid_size_lr")
-_STATE = threading.local()
+_PADDED = TraceSwitch("padded_inputs")
 
 
-@contextlib.contextmanager
 def padded_inputs():
     """Inside: calls of a MAXIM on unknown H, W add no in-graph size check.
 
     For graphs that pad to the multiple themselves (the export signatures): the
     check could never fire there, and an Assert op is not a TFLite builtin.
     """
-    previous = getattr(_STATE, "padded", False)
-    _STATE.padded = True
-    try:
-        yield
-    finally:
-        _STATE.padded = previous
+    return _PADDED.on()
+
 
 # Keyword arguments passed on to keras.Model; anything else is a typo (Keras would ignore it).
 _KERAS_KWARGS = ("name", "trainable", "dtype")
@@ -274,7 +267,7 @@ class MAXIM(keras.Model):
         shape = getattr(inputs, "shape", None)
         if shape is not None and not self.any_size:
             self.check_input_shape(tuple(shape))
-            if None in tuple(shape)[1:3] and not getattr(_STATE, "padded", False):
+            if None in tuple(shape)[1:3] and not _PADDED.is_on():
                 inputs = _assert_size_multiple(inputs, self.size_multiple)
         return super().call(inputs, training=training, mask=mask)
 

@@ -7,42 +7,40 @@ import tensorflow as tf
 from maxim_tf import ops as mops
 
 
-@pytest.mark.parametrize("shape,size", [((2, 8, 12, 3), (2, 3)), ((1, 16, 16, 5), (4, 4))])
-@pytest.mark.parametrize("dynamic", [False, True])
-def test_block_partition_rows_are_blocks(rng, shape, size, dynamic):
-    # n (gh fh) (gw fw) c -> (n gh gw c) (fh fw), checked element by element.
-    x = rng.standard_normal(shape).astype("float32")
-    n, h, w, c = shape
+def _block_rows(x, size):
+    """Reference rows of block_partition: row (n, i, j, ch) is block (i, j) of channel ch."""
+    n, h, w, c = x.shape
     fh, fw = size
-    gh, gw = h // fh, w // fw
-    spec = tf.TensorSpec([None, None, None, c]) if dynamic else tf.TensorSpec(shape)
-    rows = tf.function(lambda t: mops.block_partition(t, size), input_signature=[spec])(x).numpy()
-    assert rows.shape == (n * gh * gw * c, fh * fw)
-    r = rows.reshape(n, gh, gw, c, fh, fw)
-    for i, j, ch in [(0, 0, 0), (gh - 1, gw - 1, c - 1), (gh // 2, gw - 1, 1)]:
-        np.testing.assert_array_equal(r[-1, i, j, ch], x[-1, i * fh:(i + 1) * fh, j * fw:(j + 1) * fw, ch])
-    back = tf.function(lambda t, r: mops.block_unpartition(r, mops.dims(t), size),
-                       input_signature=[spec, tf.TensorSpec([None, fh * fw])])(x, rows)
-    np.testing.assert_array_equal(back.numpy(), x)
+    return [((k, i, j, ch), x[k, i * fh:(i + 1) * fh, j * fw:(j + 1) * fw, ch].ravel())
+            for k in range(n) for i in range(h // fh) for j in range(w // fw) for ch in range(c)]
 
 
+def _grid_rows(x, size):
+    """Reference rows of grid_partition: row (n, a, b, ch) holds the gh*gw pixels at offset
+    (a, b) of every grid cell of channel ch, i.e. x[a::fh, b::fw]."""
+    n, h, w, c = x.shape
+    fh, fw = h // size[0], w // size[1]
+    return [((k, a, b, ch), x[k, a::fh, b::fw, ch].ravel())
+            for k in range(n) for a in range(fh) for b in range(fw) for ch in range(c)]
+
+
+PARTITIONS = {"block": (mops.block_partition, mops.block_unpartition, _block_rows),
+              "grid": (mops.grid_partition, mops.grid_unpartition, _grid_rows)}
+
+
+@pytest.mark.parametrize("kind", ["block", "grid"])
 @pytest.mark.parametrize("shape,size", [((2, 8, 12, 3), (2, 3)), ((1, 16, 16, 5), (4, 4))])
 @pytest.mark.parametrize("dynamic", [False, True])
-def test_grid_partition_rows_are_dilated_grids(rng, shape, size, dynamic):
-    # n (gh fh) (gw fw) c -> (n fh fw c) (gh gw): a row holds the gh*gw pixels that
-    # sit at offset (a, b) of every grid cell, i.e. x[a::fh, b::fw].
+def test_partition_rows_and_round_trip(rng, kind, shape, size, dynamic):
+    partition, unpartition, reference = PARTITIONS[kind]
     x = rng.standard_normal(shape).astype("float32")
-    n, h, w, c = shape
-    gh, gw = size
-    fh, fw = h // gh, w // gw
-    spec = tf.TensorSpec([None, None, None, c]) if dynamic else tf.TensorSpec(shape)
-    rows = tf.function(lambda t: mops.grid_partition(t, size), input_signature=[spec])(x).numpy()
-    assert rows.shape == (n * fh * fw * c, gh * gw)
-    r = rows.reshape(n, fh, fw, c, gh, gw)
-    for a, b, ch in [(0, 0, 0), (fh - 1, fw - 1, c - 1), (fh // 2, 0, 1)]:
-        np.testing.assert_array_equal(r[-1, a, b, ch], x[-1, a::fh, b::fw, ch])
-    back = tf.function(lambda t, r: mops.grid_unpartition(r, mops.dims(t), size),
-                       input_signature=[spec, tf.TensorSpec([None, gh * gw])])(x, rows)
+    spec = tf.TensorSpec([None, None, None, shape[-1]]) if dynamic else tf.TensorSpec(shape)
+    rows = tf.function(lambda t: partition(t, size), input_signature=[spec])(x).numpy()
+    want = reference(x, size)
+    assert rows.shape == (len(want), size[0] * size[1])
+    np.testing.assert_array_equal(rows, np.stack([r for _, r in want]))
+    back = tf.function(lambda t, r: unpartition(r, mops.dims(t), size),
+                       input_signature=[spec, tf.TensorSpec([None, rows.shape[1]])])(x, rows)
     np.testing.assert_array_equal(back.numpy(), x)
 
 
