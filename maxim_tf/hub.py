@@ -212,8 +212,9 @@ def load_model(model, progress=True, require_maxim=False, allow_untrained=False)
     if text in presets_lib.VARIANTS or (path.suffix == ".json" and path.is_file()):
         if not allow_untrained:
             kind = "a JSON config" if path.suffix == ".json" else "a variant"
-            raise UsageError(f"{text!r} is an architecture ({kind}), not a trained model: it would restore with random weights. Give "
-                             f"a .keras file, a saved name or a preset of `maxim-tf models`.")
+            raise UsageError(f"{text!r} is an architecture ({kind}), not a trained model: it "
+                             f"would restore with random weights. Give a .keras file, a saved name or a "
+                             f"preset of `maxim-tf models`.")
         return _build_untrained(text, path)
     from maxim_tf.modelfile import load_keras_model
 
