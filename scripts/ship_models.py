@@ -33,7 +33,7 @@ def calibration_folder(task, data, out, count=32, size=128, seed=0):
     """Write ``count`` degraded ``size``-square training crops for ``task`` into ``out``."""
     from PIL import Image
 
-    from maxim_tf.quality import degrade_uint8
+    from maxim_tf.tools.quality import degrade_uint8
     from maxim_tf.training.config import CONFIG_DIR
 
     specs = json.loads((CONFIG_DIR / f"lomiri_{task}.json").read_text())["data"]["degradations"]
@@ -77,7 +77,7 @@ def main(argv=None):
     import maxim_tf.model  # noqa: F401  (registers MAXIM and its layers for deserialization)
     from maxim_tf import fileio
     from maxim_tf.export.tflite import export_tflite_set
-    from maxim_tf.quality import run_quality
+    from maxim_tf.tools.quality import run_quality
 
     out = pathlib.Path(args.out)
     extra = {}
@@ -159,7 +159,7 @@ def model_card(task, path, results, manifest, notes):
     """The Markdown model card of a shipped model."""
     import keras
 
-    from maxim_tf.quality import markdown
+    from maxim_tf.tools.quality import markdown
     from maxim_tf.training.config import CONFIG_DIR
 
     recipe = json.loads((CONFIG_DIR / f"lomiri_{task}.json").read_text())

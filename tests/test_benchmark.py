@@ -5,8 +5,8 @@ import json
 
 from conftest import TINY_CONFIG
 
-from maxim_tf.benchmark import markdown_table, run_benchmark
 from maxim_tf.cli import main
+from maxim_tf.tools.benchmark import markdown_table, run_benchmark
 
 
 def test_benchmark_writes_table_and_plot(tmp_path):

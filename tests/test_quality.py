@@ -8,8 +8,9 @@ from conftest import TINY_CONFIG
 from PIL import Image
 
 import maxim_tf
-from maxim_tf import metrics, quality
+from maxim_tf import metrics
 from maxim_tf.cli import main
+from maxim_tf.tools import quality
 from maxim_tf.training import degrade, photos
 
 

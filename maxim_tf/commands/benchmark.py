@@ -5,7 +5,7 @@ import sys
 
 
 def register(subparsers):
-    from maxim_tf.benchmark import RUNTIMES
+    from maxim_tf.tools.benchmark import RUNTIMES
 
     p = subparsers.add_parser(
         "benchmark", help="measure inference speed and memory per runtime, or quality",
@@ -46,7 +46,7 @@ def register(subparsers):
 def run(args):
     if args.quality:
         return run_quality(args)
-    from maxim_tf.benchmark import run_benchmark
+    from maxim_tf.tools.benchmark import run_benchmark
 
     out = args.output_dir or "benchmarks/results"
     try:
@@ -59,7 +59,7 @@ def run(args):
 
 
 def run_quality(args):
-    from maxim_tf.quality import run_quality as run
+    from maxim_tf.tools.quality import run_quality as run
 
     if not args.images:
         print("maxim-tf benchmark: error: --quality needs --images FOLDER (clean photos)",
