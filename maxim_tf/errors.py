@@ -37,6 +37,18 @@ class UsageError(MaximError, ValueError):
     """A bad argument or option value."""
 
 
+class RunFailedError(MaximError):
+    """The work was attempted and failed (e.g. a converter error); exit 1."""
+
+    exit_code = EXIT_SOME_FAILED
+
+
+class NoInputsError(MaximError):
+    """Nothing to process: no input files were found (exit 1, like failed inputs)."""
+
+    exit_code = EXIT_SOME_FAILED
+
+
 class ModelFileError(MaximError, ValueError):
     """A model file (or name) that cannot be used: missing, not a model, truncated, unsafe."""
 

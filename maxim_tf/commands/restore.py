@@ -6,7 +6,8 @@ import sys
 import tempfile
 import time
 
-from maxim_tf import fileio, image_io
+from maxim_tf import errors, fileio, image_io
+from maxim_tf.commands._common import renamed, usage_error
 
 DEFAULT_MODEL = "denoise"
 
@@ -19,14 +20,15 @@ stays 16-bit), grayscale/colour and alpha channel (re-attached untouched); EXIF
 orientation is applied. An output that already exists is skipped (and counted)
 unless --overwrite is given; an input file is never overwritten, even with
 --output-dir equal to an input folder. A failed file is reported and the batch
-goes on; the exit status is 1 if any file failed, 2 on a usage error."""
+goes on; the exit status is 1 if any file failed, 2 on a usage error (a bad
+option, an unusable model or output folder: nothing done)."""
 
 
 def add_model_arguments(parser, required=True,
                         help="a .keras file, a name from saved_models/ (or $MAXIM_TF_MODEL_DIR), "
                              "or a preset of `maxim-tf models`",
                         default=None):
-    """Add --model, --ensemble, --tile, --overlap, --batch-size, --max-pixels to ``parser``."""
+    """Add --model, --ensemble, --tile, --overlap, --tile-batch, --max-pixels, --backend."""
     parser.add_argument("--model", "-m", required=required, default=default, metavar="NAME|PATH",
                         help=help)
     parser.add_argument("--ensemble", action="store_true",
@@ -36,8 +38,9 @@ def add_model_arguments(parser, required=True,
                              "multiple, e.g. 512); memory then follows N, not the image (default: off)")
     parser.add_argument("--overlap", type=int, default=64, metavar="M",
                         help="tile overlap in pixels, blended smoothly (default: 64)")
-    parser.add_argument("--batch-size", type=int, default=4, metavar="B",
+    parser.add_argument("--tile-batch", type=int, default=4, metavar="B",
                         help="tiles / ensemble views per model call (default: 4)")
+    renamed(parser, "--batch-size", new="--tile-batch")
     parser.add_argument("--max-pixels", type=float, default=image_io.DEFAULT_MAX_PIXELS, metavar="P",
                         help="refuse images with more pixels than P (decompression-bomb guard; "
                              "default: 100e6)")
@@ -52,7 +55,7 @@ def make_restorer(args):
     from maxim_tf.restore import Restorer
 
     return Restorer(args.model, tile=args.tile or None, overlap=args.overlap,
-                    ensemble=args.ensemble, batch_size=args.batch_size,
+                    ensemble=args.ensemble, batch_size=args.tile_batch,
                     backend=getattr(args, "backend", "auto"),
                     progress=not getattr(args, "quiet", False))
 
@@ -65,13 +68,14 @@ def register(subparsers):
     p.add_argument("-o", "--output-dir", required=True, metavar="OUTDIR")
     p.add_argument("-r", "--recursive", action="store_true",
                    help="also restore images in subfolders of folder inputs (mirrored in OUTDIR)")
-    p.add_argument("--format", choices=("same", "png", "jpeg"), default="same",
-                   help="output format (default: same as the input)")
-    p.add_argument("--quality", type=int, default=image_io.JPEG_QUALITY,
-                   help="JPEG quality (default: 95)")
+    p.add_argument("--image-format", choices=("same", "png", "jpeg"), default="same",
+                   help="format of the restored files (default: same as the input)")
+    p.add_argument("--jpeg-quality", type=int, default=image_io.JPEG_QUALITY, metavar="Q",
+                   help="quality of JPEG (and WebP) outputs, 1-100 (default: 95)")
+    renamed(p, "--format", new="--image-format")
+    renamed(p, "--quality", new="--jpeg-quality")
     p.add_argument("--overwrite", action="store_true",
                    help="replace outputs that already exist (default: skip them)")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     add_model_arguments(
         p, required=False, default=DEFAULT_MODEL,
         help="a .keras file, a name from saved_models/ (or $MAXIM_TF_MODEL_DIR): "
@@ -170,7 +174,7 @@ def restore_file(restorer, src, dst_stem, args, claimed, inputs=None, created=No
     Folders made for the output are appended to ``created``.
     """
     image = image_io.read_image(src, max_pixels=args.max_pixels)
-    fmt, ext = image_io.output_format(image.format, args.format)
+    fmt, ext = image_io.output_format(image.format, args.image_format)
     dst = pathlib.Path(args.output_dir) / dst_stem.parent / (dst_stem.name + ext)
     guard_output(src, dst, inputs if inputs is not None else {os.path.realpath(src): str(src)},
                  claimed, getattr(args, "overwrite", False))
@@ -182,7 +186,7 @@ def restore_file(restorer, src, dst_stem, args, claimed, inputs=None, created=No
     made = fileio.make_dirs(dst.parent)
     if created is not None:
         created.extend(made)
-    image_io.write_image(dst, restored, alpha=image.alpha, format=fmt, quality=args.quality,
+    image_io.write_image(dst, restored, alpha=image.alpha, format=fmt, quality=args.jpeg_quality,
                          icc_profile=image.icc_profile)
     return dst, image.megapixels, seconds
 
@@ -196,8 +200,8 @@ def _warn(line):
 def describe_error(src, error):
     """One line naming the file and the problem."""
     text = str(error)
-    if type(error).__name__ == "ResourceExhaustedError" or isinstance(error, MemoryError):
-        text = "out of memory while restoring; use --tile (e.g. --tile 512) or a smaller --batch-size"
+    if errors.is_out_of_memory(error):
+        text = "out of memory while restoring; use --tile (e.g. --tile 512) or a smaller --tile-batch"
     return text if text.startswith(str(src)) else f"{src}: {text}"
 
 
@@ -205,20 +209,17 @@ def run(args):
     """Entry point of ``maxim-tf restore``; returns the exit status."""
     jobs, missing = collect_inputs(args.inputs, args.recursive)
     if not jobs and not missing:
-        print("maxim-tf restore: no image files found in the inputs", file=sys.stderr)
-        return 1
+        raise errors.NoInputsError("no image files found in the inputs")
     created = []  # folders this run made: removed again if they stay empty
     try:
         problem = check_output_dir(args.output_dir, created)
         if problem:
-            print(f"maxim-tf restore: {problem}", file=sys.stderr)
-            return 2
+            raise errors.UsageError(problem)
         start = time.perf_counter()
         try:
             restorer = make_restorer(args)
         except (OSError, ValueError, TypeError) as e:
-            print(f"maxim-tf restore: {e}", file=sys.stderr)
-            return 2
+            raise usage_error(e) from None
         load_seconds = time.perf_counter() - start
         startup = (restorer.backend, load_seconds, restorer.warm_up() if jobs else 0.0)
         return _restore_all(restorer, jobs, missing, args, created, startup)
