@@ -306,7 +306,7 @@ def _encode(array, fmt, quality, icc_profile):
     if array.dtype == np.uint16:  # formats without 16-bit colour here: keep 8 bits
         array = ((array.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
     if fmt == "JPEG" and array.shape[-1] in (2, 4):
-        raise ValueError("JPEG cannot store an alpha channel; write PNG instead (--format png)")
+        raise ValueError("JPEG cannot store an alpha channel; write PNG instead (--image-format png)")
     options = {"quality": quality, "subsampling": 0} if fmt in ("JPEG", "WEBP") else {}
     if icc_profile:
         options["icc_profile"] = icc_profile

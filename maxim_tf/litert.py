@@ -152,7 +152,7 @@ class TFLiteRunner:
                 f"{self.path.name} is a fixed-size TFLite model for input "
                 f"{list(declared)}; received {what}. Resize or tile the image to "
                 f"{declared[1]}x{declared[2]}, or export a dynamic-size model "
-                f"(maxim-tf export ... --format tflite without --input-size).")
+                f"(maxim-tf export ... --to tflite without --input-size).")
 
     def __call__(self, images):
         """Restore float32 ``[N, H, W, 3]`` images in [0, 1]; returns float32."""

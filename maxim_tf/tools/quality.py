@@ -1,6 +1,6 @@
 """Restoration quality benchmark: PSNR/SSIM of our models against the degraded input and BM3D.
 
-``maxim-tf benchmark --quality --images FOLDER`` runs, on every clean image
+``maxim-tf benchmark --measure quality --images FOLDER`` runs, on every clean image
 of ``FOLDER`` (centre-cropped to ``crop`` x ``crop``):
 
 * denoising at sigma = 15, 25, 50 (8-bit levels): colour Gaussian noise added,
