@@ -1,13 +1,21 @@
-"""``maxim-tf restore``: restore image files and folders with a MAXIM model."""
+"""``maxim-tf restore``: restore image files and folders with a MAXIM model.
+
+Parses the flags and calls :mod:`maxim_tf.restore_files` (the file-level work) with a
+:class:`maxim_tf.Restorer`."""
 
 import os
-import pathlib
 import sys
-import tempfile
 import time
 
 from maxim_tf import errors, fileio, image_io
 from maxim_tf.commands._common import renamed, usage_error
+from maxim_tf.restore_files import (  # noqa: F401  (the file-level library; eval uses some)
+    SkipExisting,
+    check_output_dir,
+    collect_inputs,
+    guard_output,
+    restore_file,
+)
 
 DEFAULT_MODEL = "denoise"
 
@@ -85,112 +93,6 @@ def register(subparsers):
     p.set_defaults(func=run)
 
 
-def collect_inputs(inputs, recursive=False):
-    """Expand files and folders into ``(source, relative_output_stem)`` pairs.
-
-    Args:
-        inputs: file and folder paths. Files are taken whatever their extension;
-            folders contribute files with an image extension.
-        recursive: descend into subfolders of folder inputs.
-
-    Returns:
-        ``(jobs, missing)``: list of ``(Path, PurePath)`` and the inputs that do not exist.
-    """
-    jobs, missing = [], []
-    for item in inputs:
-        path = pathlib.Path(item)
-        if path.is_dir():
-            found = path.rglob("*") if recursive else path.iterdir()
-            for f in sorted(found):
-                if f.is_file() and f.suffix.lower() in image_io.IMAGE_EXTENSIONS:
-                    jobs.append((f, f.relative_to(path).with_suffix("")))
-        elif path.exists():
-            jobs.append((path, pathlib.PurePath(path.stem)))
-        else:
-            missing.append(item)
-    return jobs, missing
-
-
-def check_output_dir(outdir, created=None):
-    """Create ``outdir`` and prove it is writable; returns an error message or None.
-
-    Args:
-        outdir: the folder.
-        created: a list that receives the folders this call created (for
-            :func:`maxim_tf.fileio.remove_empty_dirs` when the run writes nothing).
-    """
-    try:
-        made = fileio.make_dirs(outdir)
-        if created is not None:
-            created.extend(made)
-        with tempfile.TemporaryFile(dir=outdir):
-            pass
-    except OSError as e:
-        return f"output directory {outdir} is not usable: {e.strerror or e}"
-    return None
-
-
-def _same_file(a, b):
-    return os.path.realpath(a) == os.path.realpath(b)
-
-
-class SkipExisting(Exception):
-    """The output exists and --overwrite was not given (not a failure)."""
-
-
-def guard_output(src, dst, inputs, claimed, overwrite):
-    """Refuse an output path that would destroy an input or an earlier output of the run.
-
-    Args:
-        src: the input being restored.
-        dst: its output path.
-        inputs: ``{realpath: path}`` of every input of the run.
-        claimed: ``{output path: input}`` of outputs already written by the run (updated).
-        overwrite: replace an existing output that is not an input.
-
-    Raises:
-        ValueError: ``dst`` is an input file (whichever) or another input's output.
-        SkipExisting: ``dst`` exists and ``overwrite`` is False.
-    """
-    real = os.path.realpath(dst)
-    if real in inputs:
-        if _same_file(src, dst):
-            raise ValueError(f"{src}: the output path is the input file itself; choose another "
-                             f"--output-dir")
-        raise ValueError(f"{src}: output {dst} would overwrite the input file {inputs[real]}; "
-                         f"choose another --output-dir")
-    if real in claimed:
-        raise ValueError(f"{src}: output {dst} would overwrite the output of {claimed[real]}")
-    if os.path.lexists(dst) and not overwrite:
-        raise SkipExisting(str(dst))
-    claimed[real] = str(src)
-
-
-def restore_file(restorer, src, dst_stem, args, claimed, inputs=None, created=None):
-    """Restore one file; returns (output path, megapixels, model seconds). Raises on failure.
-
-    ``inputs`` (``{realpath: path}`` of the run's inputs) are never written over;
-    an existing output raises :class:`SkipExisting` unless ``args.overwrite``.
-    Folders made for the output are appended to ``created``.
-    """
-    image = image_io.read_image(src, max_pixels=args.max_pixels)
-    fmt, ext = image_io.output_format(image.format, args.image_format)
-    dst = pathlib.Path(args.output_dir) / dst_stem.parent / (dst_stem.name + ext)
-    guard_output(src, dst, inputs if inputs is not None else {os.path.realpath(src): str(src)},
-                 claimed, getattr(args, "overwrite", False))
-    if image.frames > 1:
-        _warn(f"{src}: warning: {image.frames} frames/pages; only the first is restored")
-    start = time.perf_counter()
-    restored = restorer(image.pixels)
-    seconds = time.perf_counter() - start
-    made = fileio.make_dirs(dst.parent)
-    if created is not None:
-        created.extend(made)
-    image_io.write_image(dst, restored, alpha=image.alpha, format=fmt, quality=args.jpeg_quality,
-                         icc_profile=image.icc_profile)
-    return dst, image.megapixels, seconds
-
-
 def _warn(line):
     from tqdm import tqdm
 
@@ -239,7 +141,10 @@ def _restore_all(restorer, jobs, missing, args, created, startup):
     for src, stem in bar:
         bar.set_postfix_str(src.name, refresh=False)
         try:
-            _, mp, sec = restore_file(restorer, src, stem, args, claimed, inputs, created)
+            _, mp, sec = restore_file(
+                restorer, src, stem, args.output_dir, claimed=claimed, inputs=inputs,
+                created=created, image_format=args.image_format, jpeg_quality=args.jpeg_quality,
+                max_pixels=args.max_pixels, overwrite=args.overwrite, warn=_warn)
         except SkipExisting:
             skipped += 1
             continue
