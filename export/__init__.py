@@ -38,12 +38,12 @@ def export_model(model, output, format, verify=False, **options):  # noqa: A002
         ``(path, checks)``: the written directory or file and the list of
         verification checks (empty without ``verify``).
     """
-    from maxim_tf.export.io import load_model
+    from maxim_tf.hub import load_model
 
     if format not in FORMATS:
         raise ValueError(f"Unknown export format {format!r}. Choose one of {', '.join(FORMATS)}.")
     check_dependencies(format, verify)
-    model = load_model(model)
+    model = load_model(model, require_maxim=True)
     if format == "savedmodel":
         from maxim_tf.export.savedmodel import export_savedmodel
 

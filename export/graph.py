@@ -14,6 +14,8 @@ The rule itself lives in :mod:`maxim_tf.padding`.
 
 import tensorflow as tf
 
+from maxim_tf._utils import last_output
+
 # One implementation of the official padding rule, shared with Restorer and the
 # any-size model (re-exported here for the exporters).
 from maxim_tf.padding import (  # noqa: F401
@@ -37,9 +39,7 @@ def restore_any_size(model, images):
     padded, offset = pad_to_multiple(images, tuple(model.size_multiple))
     with padded_inputs():  # padded here: no in-graph size check in exported graphs
         out = model(padded, training=False)
-    if isinstance(out, (list, tuple)):
-        out = out[-1]
-    return crop(out, offset, size)
+    return crop(last_output(out), offset, size)
 
 
 def check_pixels(h, w, max_pixels):

@@ -1,15 +1,13 @@
-"""File helpers for the exporters: atomic writes, model and image loading."""
+"""File helpers for the exporters: atomic writes and the calibration image reader.
+
+Models are loaded by the one loader, :func:`maxim_tf.hub.load_model`."""
 
 import os
 import pathlib
 import shutil
 
-import numpy as np
-
 from maxim_tf import fileio, image_io
 from maxim_tf.fileio import current_umask  # noqa: F401  (used by the exporters)
-
-IMAGE_SUFFIXES = image_io.IMAGE_EXTENSIONS
 
 
 def atomic_write_bytes(path, data):
@@ -38,35 +36,15 @@ def atomic_replace_dir(tmp_dir, final_dir, overwrite=False):
     return final_dir
 
 
-def load_model(model, progress=True):
-    """Return a Keras MAXIM from a model object, a ``.keras`` path, a saved name or a preset.
+def load_images(folder, max_pixels=image_io.DEFAULT_MAX_PIXELS):
+    """All images under a folder (sorted by path) as float32 RGB HWC arrays in [0, 1].
 
-    Names and presets go through the one resolver, :func:`maxim_tf.hub.resolve_model`
-    (a preset is downloaded and converted on first use).
-
-    Raises:
-        maxim_tf.errors.ModelFileError: naming the path and the problem
-            (see :func:`maxim_tf.modelfile.load_keras_model`).
+    Read with :func:`maxim_tf.image_io.read_image` (size limit, EXIF orientation,
+    16-bit, grayscale and alpha handled; a bad file raises ImageReadError naming it).
     """
-    if not isinstance(model, (str, os.PathLike)):
-        if not hasattr(model, "size_multiple"):
-            raise TypeError(f"Expected a maxim_tf.MAXIM or a .keras path. Received: {type(model)}")
-        return model
-    from maxim_tf import hub
-
-    return hub.load_model(model, progress=progress, require_maxim=True)
-
-
-def load_images(folder):
-    """All images of a folder as float32 HWC arrays in [0, 1] (sorted by name)."""
-    from PIL import Image
-
     folder = pathlib.Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"Image folder not found: {folder}")
-    out = []
-    for p in sorted(folder.rglob("*")):
-        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
-            with Image.open(p) as im:
-                out.append(np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0)
-    return out
+    return [image_io.rgb_float(image_io.read_image(p, max_pixels=max_pixels))
+            for p in sorted(folder.rglob("*"))
+            if p.suffix.lower() in image_io.IMAGE_EXTENSIONS and p.is_file()]

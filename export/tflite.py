@@ -27,7 +27,17 @@ import tensorflow as tf
 from maxim_tf import fileio, fused
 from maxim_tf.export import graph
 from maxim_tf.export.io import atomic_write_bytes, load_images
-from maxim_tf.litert import INPUT_NAME, OUTPUT_NAME, SIGNATURE, TFLiteRunner  # noqa: F401
+from maxim_tf.litert import (  # noqa: F401  (the runner and the int8 XNNPACK checks live there)
+    _QUANTIZED_CONTRACTIONS,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    SIGNATURE,
+    TFLiteRunner,
+    _degenerate_contractions,
+    _model_ops,
+    _scales,
+    xnnpack_compatible,
+)
 
 QUANTIZATIONS = ("fp32", "fp16", "dynamic", "int8")
 INT8_IO_TYPES = ("float32", "uint8", "int8")
@@ -37,8 +47,7 @@ INT8_IO_TYPES = ("float32", "uint8", "int8")
 # partition (timings: benchmarks/results/). The layer-norm statistics are also far more
 # accurate in float.
 INT8_FLOAT_OPS = ("GELU", "SQUARED_DIFFERENCE", "RSQRT", "NEG", "MEAN")
-_QUANTIZED_CONTRACTIONS = {"CONV_2D": (0, 1, 2), "FULLY_CONNECTED": (0, 1, 2),
-                           "DEPTHWISE_CONV_2D": (0, 1, 2), "TRANSPOSE_CONV": (2, 1, 3)}
+
 
 
 def export_tflite(model, path, quantization="fp32", input_size=None, batch_size=None,
@@ -266,40 +275,6 @@ def _convert(saved_model_dir, quantization, samples, int8_io):
             f"MAXIM graph. Converter said:\n{err}") from err
 
 
-def _model_ops(model):
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    subgraph = model.subgraphs[0]
-    for op in subgraph.operators:
-        code = model.operatorCodes[op.opcodeIndex]
-        yield names.get(max(code.builtinCode, code.deprecatedBuiltinCode)), op
-
-
-def _scales(tensor):
-    q = tensor.quantization
-    if q is None or q.scale is None or len(q.scale) == 0:
-        return None
-    return np.asarray(q.scale, np.float64)
-
-
-def _degenerate_contractions(model):
-    """(op, input scale * max filter scale, output tensor) of int8 CONV/FC ops whose
-    requantization scale is >= 128 (XNNPACK refuses >= 256)."""
-    tensors = model.subgraphs[0].tensors
-    for name, op in _model_ops(model):
-        if name not in _QUANTIZED_CONTRACTIONS:
-            continue
-        i_in, i_w, _ = _QUANTIZED_CONTRACTIONS[name]
-        out = tensors[op.outputs[0]]
-        s_in, s_w, s_out = (_scales(tensors[op.inputs[i_in]]), _scales(tensors[op.inputs[i_w]]),
-                            _scales(out))
-        if out.type != 9 or s_in is None or s_w is None or s_out is None:  # 9: INT8
-            continue
-        if s_in[0] * s_w.max() / s_out[0] >= 128:
-            yield op, s_in[0] * s_w.max(), out
-
-
 def xnnpack_safe(flatbuffer):
     """Fix quantization parameters of an int8 ``.tflite`` that XNNPACK cannot take.
 
@@ -362,15 +337,6 @@ def xnnpack_safe(flatbuffer):
             op.inputs = np.array([len(tensors) - 1 if i == index else i for i in op.inputs],
                                  np.int32)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
-
-
-def xnnpack_compatible(path):
-    """False if the int8 model at ``path`` would abort LiteRT's XNNPACK delegate (see
-    :func:`xnnpack_safe`; models exported by this version are always compatible)."""
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    model = flatbuffer_utils.read_model(os.fspath(path))
-    return not any(True for _ in _degenerate_contractions(model))
 
 
 def calibration_samples(source, count, size, seed=0):

@@ -14,6 +14,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from maxim_tf.errors import EXIT_CHECK_FAILED, MaximError
 from maxim_tf.export import graph
 
 # Max |export - keras| for float artifacts.
@@ -38,8 +39,11 @@ MIN_PSNR = {
 }
 
 
-class VerificationError(AssertionError):
-    """An exported model disagrees with the Keras model beyond the threshold."""
+class VerificationError(MaximError):
+    """An exported model disagrees with the Keras model beyond the threshold
+    (``maxim-tf export --verify`` exits 3, :data:`maxim_tf.errors.EXIT_CHECK_FAILED`)."""
+
+    exit_code = EXIT_CHECK_FAILED
 
 
 @dataclasses.dataclass

@@ -23,7 +23,7 @@ _LAZY = {
     "CHECKPOINTS": "maxim_tf.presets",
     "variant_config": "maxim_tf.presets",
     "MaximError": "maxim_tf.errors",
-    "load_model": "maxim_tf.restore",
+    "load_model": "maxim_tf.hub",
 }
 _SUBMODULES = ("layers", "model", "ops", "presets", "restore", "image_io", "metrics", "errors",
                "conversion", "export", "training")

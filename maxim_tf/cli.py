@@ -6,9 +6,13 @@ Each subcommand lives in ``maxim_tf/commands/<name>.py`` and exposes
 Command modules import nothing heavy at module level, so ``--help``,
 ``--version`` and argument errors never import TensorFlow.
 
-Errors: a :class:`maxim_tf.errors.MaximError` is printed as one line
-``maxim-tf <command>: <message>`` and ends the run with its ``exit_code``; any
-other exception is one line too (the traceback only with ``-v/--verbose``).
+Flags mean the same in every subcommand (the vocabulary is in
+``maxim_tf/commands/_common.py``); ``-v/--verbose`` and ``-q/--quiet`` are common
+to all of them. Errors: a subcommand raises, it does not print; a
+:class:`maxim_tf.errors.MaximError` is printed here as one line ``maxim-tf
+<command>: error: <message>`` (the prefix argparse uses for usage errors) and ends
+the run with its ``exit_code`` (:mod:`maxim_tf.errors` documents the codes); any
+other exception is one line too, exit 1 (the traceback only with ``-v/--verbose``).
 :func:`console_main` (the installed ``maxim-tf`` script and ``python -m
 maxim_tf``) also hides TensorFlow's C++ start-up log lines unless
 ``--verbose``, and turns SIGTERM into a normal exit so clean-up code runs.
@@ -51,8 +55,11 @@ _LOG_LINE = re.compile(
 
 
 def _add_common_arguments(parser):
+    """The flags every subcommand has, with one meaning everywhere."""
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show TensorFlow's own log output and full tracebacks")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bars (results and errors are still printed)")
 
 
 def build_parser():
@@ -63,7 +70,7 @@ def build_parser():
         prog="maxim-tf",
         description="MAXIM (Multi-Axis MLP for Image Processing) in TensorFlow/Keras 3.",
         epilog="Exit status: 0 ok, 1 some inputs failed, 2 usage/config/model/data error, "
-               "3 training diverged, 130 interrupted, 143 terminated.")
+               "3 a result failed its check (training diverged, export --verify), 130 interrupted, 143 terminated.")
     parser.add_argument("--version", action="version", version=f"maxim-tf {__version__}")
     _add_common_arguments(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -84,6 +91,10 @@ def build_parser():
 
 def _wants_verbose(argv):
     return any(a in ("-v", "--verbose") for a in argv)
+
+
+def _wants_quiet(argv):
+    return any(a in ("-q", "--quiet") for a in argv)
 
 
 def configure_logging(verbose):
@@ -120,15 +131,17 @@ def main(argv=None):
     if not getattr(args, "func", None):
         parser.print_help()
         return errors.EXIT_USAGE
+    # -v/-q may come before the subcommand too (the subcommand's defaults would hide them).
+    args.verbose, args.quiet = verbose, args.quiet or _wants_quiet(argv)
     prog = f"maxim-tf {args.command}"
     if getattr(args, "needs_tensorflow", True) and importlib.util.find_spec("tensorflow") is None:
-        print(f"{prog}: {_missing_extra_message(ModuleNotFoundError(name='tensorflow'))}",
+        print(f"{prog}: error: {_missing_extra_message(ModuleNotFoundError(name='tensorflow'))}",
               file=sys.stderr)
         return errors.EXIT_USAGE
     try:
         return int(args.func(args) or 0)
     except errors.MaximError as e:
-        print(f"{prog}: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
@@ -140,13 +153,13 @@ def main(argv=None):
         message = _missing_extra_message(e)
         if message is None:
             raise
-        print(f"{prog}: {message}", file=sys.stderr)
+        print(f"{prog}: error: {message}", file=sys.stderr)
         return errors.EXIT_USAGE
     except Exception as e:  # noqa: BLE001  (a CLI user gets one line, not a traceback)
         if verbose:
             traceback.print_exc()
         detail = str(e).strip().splitlines()
-        print(f"{prog}: unexpected error ({type(e).__name__}): "
+        print(f"{prog}: error: unexpected {type(e).__name__}: "
               f"{detail[0] if detail else 'no details'}"
               + ("" if verbose else " (run again with --verbose for the traceback)"),
               file=sys.stderr)

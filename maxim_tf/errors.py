@@ -10,7 +10,8 @@ code  meaning
 0     success
 1     some inputs failed (the others were processed)
 2     usage, configuration, model-file or data error (nothing done)
-3     training diverged (loss not finite)
+3     a result failed its check: training diverged (loss not finite), or an
+      exported artifact disagrees with the Keras model (``export --verify``)
 130   interrupted (Ctrl-C); 143: terminated (SIGTERM)
 ====  ==============================================================
 
@@ -20,7 +21,8 @@ This module imports nothing heavy: the command line imports it before TensorFlow
 EXIT_OK = 0
 EXIT_SOME_FAILED = 1
 EXIT_USAGE = 2
-EXIT_DIVERGED = 3
+EXIT_CHECK_FAILED = 3
+EXIT_DIVERGED = EXIT_CHECK_FAILED
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 
@@ -33,6 +35,18 @@ class MaximError(Exception):
 
 class UsageError(MaximError, ValueError):
     """A bad argument or option value."""
+
+
+class RunFailedError(MaximError):
+    """The work was attempted and failed (e.g. a converter error); exit 1."""
+
+    exit_code = EXIT_SOME_FAILED
+
+
+class NoInputsError(MaximError):
+    """Nothing to process: no input files were found (exit 1, like failed inputs)."""
+
+    exit_code = EXIT_SOME_FAILED
 
 
 class ModelFileError(MaximError, ValueError):
@@ -73,6 +87,18 @@ def require(module, extra, feature=None):
         raise MissingDependencyError(
             f"{feature or module} needs the optional package {module.split('.')[0]!r} "
             f"({e.name or module} is missing): pip install \"maxim-tf[{extra}]\"") from None
+
+
+def is_out_of_memory(error):
+    """True if ``error`` is an out-of-memory error: ``MemoryError`` or TensorFlow's
+    ``ResourceExhaustedError`` (checked without importing TensorFlow: when TensorFlow
+    is not imported yet, no TensorFlow error can have been raised)."""
+    if isinstance(error, MemoryError):
+        return True
+    import sys
+
+    tf_errors = sys.modules.get("tensorflow.python.framework.errors_impl")
+    return tf_errors is not None and isinstance(error, tf_errors.ResourceExhaustedError)
 
 
 class Terminated(BaseException):

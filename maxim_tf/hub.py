@@ -43,7 +43,7 @@ import urllib.request
 
 from maxim_tf import fileio
 from maxim_tf import presets as presets_lib
-from maxim_tf.errors import DownloadError, ModelNotFoundError
+from maxim_tf.errors import DownloadError, ModelFileError, ModelNotFoundError, UsageError
 from maxim_tf.fileio import sha256_file  # noqa: F401  (also used as hub.sha256_file)
 
 MODEL_DIR_ENV = "MAXIM_TF_MODEL_DIR"
@@ -176,20 +176,67 @@ def resolve_model(name_or_path, progress=True):
         f"(see `maxim-tf models`).")
 
 
-def load_model(name_or_path, progress=True, require_maxim=False):
-    """Load a MAXIM ``.keras`` model (safe mode) by path, saved name or preset.
+def load_model(model, progress=True, require_maxim=False, allow_untrained=False):
+    """The one model loader of maxim_tf: a model object, a path, a saved name or a preset.
+
+    Args:
+        model: a Keras model or any other callable (returned as it is); a ``.keras``
+            path, a saved name (``"denoise"``) or a preset (see :func:`resolve_model`;
+            loaded in Keras safe mode); with ``allow_untrained``, also a variant name
+            (``"S-3"``) or a ``.json`` file of ``maxim_tf.MAXIM`` constructor arguments,
+            built with random weights (seeded: the same weights every time).
+        progress: show download progress on stderr.
+        require_maxim: refuse a model that is not a MAXIM (no ``size_multiple``).
+        allow_untrained: accept variant names and JSON configs (benchmarks time an
+            architecture; restoring with random weights makes no sense).
 
     Returns:
-        The Keras model (``size_multiple`` attribute set by ``maxim_tf.MAXIM``).
+        The model (a Keras MAXIM has its ``size_multiple`` attribute).
 
     Raises:
         ModelNotFoundError, ModelFileError, DownloadError: see :func:`resolve_model`;
-        ModelFileError also when the file does not load as a Keras model.
+        ModelFileError also when the file does not load as a Keras model, or is not a
+        MAXIM with ``require_maxim``. UsageError: a variant or JSON config without
+        ``allow_untrained``.
     """
+    if not isinstance(model, (str, os.PathLike)):
+        if require_maxim and not hasattr(model, "size_multiple"):
+            raise UsageError(f"Expected a maxim_tf.MAXIM, a .keras path, a saved name or a "
+                             f"preset. Received: {type(model).__name__}")
+        if not callable(model):
+            raise UsageError(f"Expected a model (a callable), a .keras path, a saved name or "
+                             f"a preset. Received: {type(model).__name__}")
+        return model
+    text = os.fspath(model)
+    path = pathlib.Path(text).expanduser()
+    if text in presets_lib.VARIANTS or (path.suffix == ".json" and path.is_file()):
+        if not allow_untrained:
+            kind = "a JSON config" if path.suffix == ".json" else "a variant"
+            raise UsageError(f"{text!r} is an architecture ({kind}), not a trained model: it "
+                             f"would restore with random weights. Give a .keras file, a saved name or a "
+                             f"preset of `maxim-tf models`.")
+        return _build_untrained(text, path)
     from maxim_tf.modelfile import load_keras_model
 
-    return load_keras_model(resolve_model(name_or_path, progress=progress),
-                            require_maxim=require_maxim)
+    return load_keras_model(resolve_model(text, progress=progress), require_maxim=require_maxim)
+
+
+def _build_untrained(text, path):
+    import keras
+
+    from maxim_tf.model import MAXIM
+
+    keras.utils.set_random_seed(0)
+    if text in presets_lib.VARIANTS:
+        return MAXIM.from_variant(text)
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ModelFileError(f"{path}: not a readable JSON model config ({e})") from None
+    if not isinstance(config, dict):
+        raise ModelFileError(f"{path}: a JSON model config must be an object of "
+                             f"maxim_tf.MAXIM arguments")
+    return MAXIM(**config)
 
 
 # ----------------------------------------------------------------------------------------

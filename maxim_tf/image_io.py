@@ -247,6 +247,26 @@ def read_image(path, max_pixels=DEFAULT_MAX_PIXELS):
                        frames=frames)
 
 
+def rgb_float(image, scale=1.0, dtype=np.float32):
+    """The colour pixels of a :class:`LoadedImage` as float RGB with white = ``scale``
+    (alpha dropped, grayscale repeated to 3 channels, 16-bit scaled like 8-bit)."""
+    white = 65535.0 if image.bit_depth == 16 else 255.0
+    rgb = image.pixels.astype(dtype) * dtype(scale / white)
+    return np.repeat(rgb, 3, axis=-1) if rgb.shape[-1] == 1 else rgb
+
+
+def to_uint8(image, scale=1.0):
+    """A float image as the 8-bit image users get: ``image * 255 / scale`` clipped to
+    [0, 255] and rounded (the one float -> uint8 conversion of maxim_tf).
+
+    Args:
+        image: float array, in [0, 1] (``scale=1``) or on [0, 255] (``scale=255``).
+        scale: the value of white in ``image``.
+    """
+    return np.rint(np.clip(np.asarray(image, np.float64) * (255.0 / scale), 0.0, 255.0)
+                   ).astype(np.uint8)
+
+
 def output_format(input_format, requested=None):
     """Choose the output format and file extension.
 
@@ -286,7 +306,7 @@ def _encode(array, fmt, quality, icc_profile):
     if array.dtype == np.uint16:  # formats without 16-bit colour here: keep 8 bits
         array = ((array.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
     if fmt == "JPEG" and array.shape[-1] in (2, 4):
-        raise ValueError("JPEG cannot store an alpha channel; write PNG instead (--format png)")
+        raise ValueError("JPEG cannot store an alpha channel; write PNG instead (--image-format png)")
     options = {"quality": quality, "subsampling": 0} if fmt in ("JPEG", "WEBP") else {}
     if icc_profile:
         options["icc_profile"] = icc_profile

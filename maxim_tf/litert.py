@@ -110,8 +110,6 @@ class TFLiteRunner:
         if use_xnnpack is None:
             ops = {op["op_name"] for op in self.interpreter._get_ops_details()}
             if "QUANTIZE" in ops:  # only int8 models can hit the XNNPACK crash (needs TF)
-                from maxim_tf.export.tflite import xnnpack_compatible
-
                 use_xnnpack = xnnpack_compatible(path)
             else:
                 use_xnnpack = True
@@ -154,7 +152,7 @@ class TFLiteRunner:
                 f"{self.path.name} is a fixed-size TFLite model for input "
                 f"{list(declared)}; received {what}. Resize or tile the image to "
                 f"{declared[1]}x{declared[2]}, or export a dynamic-size model "
-                f"(maxim-tf export ... --format tflite without --input-size).")
+                f"(maxim-tf export ... --to tflite without --input-size).")
 
     def __call__(self, images):
         """Restore float32 ``[N, H, W, 3]`` images in [0, 1]; returns float32."""
@@ -181,3 +179,51 @@ def _dequantize(y, details):
     scale, zero = details["quantization_parameters"]["scales"][0], \
         details["quantization_parameters"]["zero_points"][0]
     return ((y.astype(np.float32) - zero) * scale).astype(np.float32)
+
+
+# The int8 XNNPACK check (TensorFlow's flatbuffer tools, imported only when needed).
+_QUANTIZED_CONTRACTIONS = {"CONV_2D": (0, 1, 2), "FULLY_CONNECTED": (0, 1, 2),
+                           "DEPTHWISE_CONV_2D": (0, 1, 2), "TRANSPOSE_CONV": (2, 1, 3)}
+
+
+def _model_ops(model):
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    subgraph = model.subgraphs[0]
+    for op in subgraph.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        yield names.get(max(code.builtinCode, code.deprecatedBuiltinCode)), op
+
+
+def _scales(tensor):
+    q = tensor.quantization
+    if q is None or q.scale is None or len(q.scale) == 0:
+        return None
+    return np.asarray(q.scale, np.float64)
+
+
+def _degenerate_contractions(model):
+    """(op, input scale * max filter scale, output tensor) of int8 CONV/FC ops whose
+    requantization scale is >= 128 (XNNPACK refuses >= 256)."""
+    tensors = model.subgraphs[0].tensors
+    for name, op in _model_ops(model):
+        if name not in _QUANTIZED_CONTRACTIONS:
+            continue
+        i_in, i_w, _ = _QUANTIZED_CONTRACTIONS[name]
+        out = tensors[op.outputs[0]]
+        s_in, s_w, s_out = (_scales(tensors[op.inputs[i_in]]), _scales(tensors[op.inputs[i_w]]),
+                            _scales(out))
+        if out.type != 9 or s_in is None or s_w is None or s_out is None:  # 9: INT8
+            continue
+        if s_in[0] * s_w.max() / s_out[0] >= 128:
+            yield op, s_in[0] * s_w.max(), out
+
+
+def xnnpack_compatible(path):
+    """False if the int8 model at ``path`` would abort LiteRT's XNNPACK delegate (see
+    :func:`maxim_tf.export.tflite.xnnpack_safe`; models exported by this version are always compatible)."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(os.fspath(path))
+    return not any(True for _ in _degenerate_contractions(model))

@@ -27,6 +27,8 @@ larger than the image (tiny inputs, where it keeps reflecting, as numpy does).
 import keras
 import tensorflow as tf
 
+from maxim_tf._utils import pair
+
 
 def _reflect(index, size):
     """Map integer positions onto [0, size) by mirror reflection (edge not repeated)."""
@@ -103,13 +105,6 @@ def crop(images, offset, size):
     return images[:, top:top + h, left:left + w, :]
 
 
-def _pair(v):
-    if isinstance(v, int):
-        return v, v
-    a, b = v
-    return int(a), int(b)
-
-
 @keras.saving.register_keras_serializable(package="maxim_tf")
 class PadToMultiple(keras.layers.Layer):
     """Reflect-pad NHWC images to multiples of ``multiple`` by the official rule.
@@ -126,7 +121,7 @@ class PadToMultiple(keras.layers.Layer):
 
     def __init__(self, multiple, **kwargs):
         super().__init__(**kwargs)
-        self.multiple = _pair(multiple)
+        self.multiple = pair(multiple)
 
     def call(self, images):
         return pad_to_multiple(images, self.multiple)[0]
@@ -154,7 +149,7 @@ class CropToInput(keras.layers.Layer):
 
     def __init__(self, multiple, **kwargs):
         super().__init__(**kwargs)
-        self.multiple = _pair(multiple)
+        self.multiple = pair(multiple)
 
     def call(self, inputs):
         outputs, images = inputs

@@ -29,6 +29,7 @@ import os
 
 import numpy as np
 
+from maxim_tf._utils import last_output, pair
 from maxim_tf.errors import MaximError
 
 # Tolerance for float inputs slightly outside [0, 1] (e.g. a previous model output).
@@ -103,7 +104,7 @@ def pad_for_model(x, multiple):
         ``(padded, offset)``: the padded array and ``(top, left)``, the position
         of the original pixel (0, 0) inside it (what :func:`crop_to` needs).
     """
-    mh, mw = _pair(multiple)
+    mh, mw = pair(multiple)
     h, w = x.shape[-3], x.shape[-2]
     if h % mh == 0 and w % mw == 0:
         return x, (0, 0)  # already fits: no copy (matters for huge tiled images)
@@ -209,13 +210,6 @@ def tile_window_1d(start, tile, length, overlap):
     if start + tile < length:
         w[tile - n:] = np.minimum(w[tile - n:], ramp[::-1])
     return w
-
-
-def _pair(v):
-    if isinstance(v, (int, np.integer)):
-        return int(v), int(v)
-    a, b = v
-    return int(a), int(b)
 
 
 # ----------------------------------------------------------------------------------------
@@ -373,7 +367,7 @@ class Restorer:
         if multiple is None:
             raise TypeError("The model has no size_multiple attribute; pass size_multiple=(mh, mw) "
                             "(64 for the official MAXIM variants).")
-        mh, mw = _pair(multiple)
+        mh, mw = pair(multiple)
         if ensemble:  # rotations swap H and W: pad both to a common multiple
             mh = mw = math.lcm(mh, mw)
         self.multiple = (mh, mw)
@@ -538,13 +532,6 @@ def _litert_twin(path, backend):
     return twin
 
 
-def _last_output(y):
-    """The restored image from a model output (a tensor, or a list ending with it)."""
-    while isinstance(y, (list, tuple)):
-        y = y[-1]
-    return y
-
-
 def _make_predict_fn(model):
     """A function numpy NHWC float32 -> numpy NHWC float32 for ``model``."""
     import keras
@@ -561,11 +548,11 @@ def _make_predict_fn(model):
 
             def restore_padded(x):
                 with padded_inputs():  # the Restorer pads to the multiple itself
-                    return _last_output(model(x, training=False))
+                    return last_output(model(x, training=False))
 
             fn = tf.function(restore_padded,
                              input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
             cached = lambda x: fn(tf.constant(x)).numpy()  # noqa: E731
             object.__setattr__(model, "_maxim_restore_predict", cached)
         return cached
-    return lambda x: np.asarray(_last_output(model(x)), dtype=np.float32)
+    return lambda x: np.asarray(last_output(model(x)), dtype=np.float32)

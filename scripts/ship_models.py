@@ -10,7 +10,7 @@ After ``maxim-tf train`` has finished the two runs (see saved_models/*.md)::
    (``saved_models/<task>_fp32.tflite``, ``<task>_int8.tflite``), the int8 one
    calibrated on 32 *degraded* training crops (the activations the model sees),
 3. runs the quality benchmark on the held-out photos (``maxim-tf benchmark
-   --quality``) with both TFLite files scored next to the Keras model,
+   --measure quality``) with both TFLite files scored next to the Keras model,
 4. writes the model cards ``saved_models/<task>.md`` from the recipe
    (``training/configs/lomiri_<task>.json``), the data manifest, the measured
    tables and ``--notes <task>=FILE`` (training history, wall time; Markdown).
@@ -33,7 +33,7 @@ def calibration_folder(task, data, out, count=32, size=128, seed=0):
     """Write ``count`` degraded ``size``-square training crops for ``task`` into ``out``."""
     from PIL import Image
 
-    from maxim_tf.quality import degrade_uint8
+    from maxim_tf.tools.quality import degrade_uint8
     from maxim_tf.training.config import CONFIG_DIR
 
     specs = json.loads((CONFIG_DIR / f"lomiri_{task}.json").read_text())["data"]["degradations"]
@@ -56,7 +56,8 @@ def main(argv=None):
     p.add_argument("--out", default=str(REPO / "saved_models"))
     p.add_argument("--quality-dir", default=str(REPO / "benchmarks" / "quality"))
     p.add_argument("--skip-copy", action="store_true", help="reuse the models already in --out")
-    p.add_argument("--crop", type=int, default=512, help="quality benchmark crop (default 512)")
+    p.add_argument("--center-crop", type=int, default=512, metavar="N",
+                   help="quality benchmark centre crop (default 512), as benchmark --center-crop")
     p.add_argument("--tasks", nargs="+", choices=TASKS, default=list(TASKS),
                    help="models to publish (default both); the others are left as they are")
     p.add_argument("--no-bm3d", action="store_true",
@@ -77,7 +78,7 @@ def main(argv=None):
     import maxim_tf.model  # noqa: F401  (registers MAXIM and its layers for deserialization)
     from maxim_tf import fileio
     from maxim_tf.export.tflite import export_tflite_set
-    from maxim_tf.quality import run_quality
+    from maxim_tf.tools.quality import run_quality
 
     out = pathlib.Path(args.out)
     extra = {}
@@ -102,7 +103,7 @@ def main(argv=None):
     results = run_quality(pathlib.Path(args.data) / "val", args.quality_dir,
                           denoise=out / "denoise.keras" if "denoise" in args.tasks else None,
                           deblur=out / "deblur.keras" if "deblur" in args.tasks else None,
-                          extra=extra, crop=args.crop, use_bm3d=not args.no_bm3d)
+                          extra=extra, crop=args.center_crop, use_bm3d=not args.no_bm3d)
     notes = dict(item.split("=", 1) for item in args.notes)
     manifest = json.loads((pathlib.Path(args.data) / "manifest.json").read_text())
     for task in ([] if args.no_cards else args.tasks):
@@ -159,7 +160,7 @@ def model_card(task, path, results, manifest, notes):
     """The Markdown model card of a shipped model."""
     import keras
 
-    from maxim_tf.quality import markdown
+    from maxim_tf.tools.quality import markdown
     from maxim_tf.training.config import CONFIG_DIR
 
     recipe = json.loads((CONFIG_DIR / f"lomiri_{task}.json").read_text())
@@ -211,7 +212,7 @@ def model_card(task, path, results, manifest, notes):
         "output convolution zero-initialised (the model starts as the identity).", "",
         notes.strip(), "",
         "## Validation", "",
-        "Measured by `maxim-tf benchmark --quality` (`scripts/ship_models.py`) on the held-out "
+        "Measured by `maxim-tf benchmark --measure quality` (`scripts/ship_models.py`) on the held-out "
         "photos; the `_fp32.tflite` / `_int8.tflite` columns are the TFLite files (LiteRT; "
         "the int8 one without XNNPACK, see the README).", "",
         markdown(own).replace("### ", "### Validation: "),

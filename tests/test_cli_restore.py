@@ -147,7 +147,7 @@ def test_restore_unknown_model_lists_available(tmp_path, capsys, monkeypatch):
 def test_restore_missing_input_and_format_option(tmp_path, toy_path, capsys):
     shutil.copy(SHARED_IMAGES / "deraining" / "0.jpg", tmp_path / "r.jpg")
     rc = main(["restore", str(tmp_path / "r.jpg"), str(tmp_path / "absent.png"), "-o",
-               str(tmp_path / "o"), "--model", str(toy_path), "--format", "png",
+               str(tmp_path / "o"), "--model", str(toy_path), "--image-format", "png",
                "--tile", "256", "--overlap", "64"])
     captured = capsys.readouterr()
     assert rc == 1 and "absent.png: no such file" in captured.err
@@ -236,7 +236,7 @@ def test_small_maxim_keras_file_end_to_end(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MAXIM_TF_MODEL_DIR", str(tmp_path))
     src = SHARED_IMAGES / "deraining" / "1.png"
     rc = main(["restore", str(src), "-o", str(tmp_path / "o"), "--model", "small",
-               "--tile", "128", "--overlap", "32", "--batch-size", "8"])
+               "--tile", "128", "--overlap", "32", "--tile-batch", "8"])
     assert rc == 0, capsys.readouterr().err
     out = image_io.read_image(tmp_path / "o" / "1.png")
     assert out.pixels.shape == image_io.read_image(src).pixels.shape

@@ -138,6 +138,6 @@ def test_cli_config_file(tmp_path, capsys):
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps(json.loads((TINY2S / "config.json").read_text())))
     out = tmp_path / "m.keras"
-    assert main(["convert", str(CKPT), "-o", str(out), "--config", str(cfg), "--all-outputs"]) == 0
+    assert main(["convert", str(CKPT), "-o", str(out), "--model-config", str(cfg), "--all-outputs"]) == 0
     model = keras.saving.load_model(out)
     assert model.return_all_outputs and len(model.outputs) == 6

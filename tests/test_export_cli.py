@@ -23,13 +23,13 @@ def keras_file(tmp_path_factory):
 
 def test_unknown_format_is_a_cli_error(keras_file, capsys):
     with pytest.raises(SystemExit) as exc:
-        main(["export", str(keras_file), "--format", "caffe"])
+        main(["export", str(keras_file), "--to", "caffe"])
     assert exc.value.code == 2
     assert "invalid choice: 'caffe'" in capsys.readouterr().err
 
 
 def test_missing_model_path_is_a_cli_error(tmp_path, capsys):
-    code = main(["export", str(tmp_path / "missing.keras"), "--format", "onnx"])
+    code = main(["export", str(tmp_path / "missing.keras"), "--to", "onnx"])
     assert code == 2  # a model-file error: nothing done (maxim_tf.errors)
     err = capsys.readouterr().err
     assert "no such model file" in err and "missing.keras" in err
@@ -38,13 +38,13 @@ def test_missing_model_path_is_a_cli_error(tmp_path, capsys):
 def test_not_a_keras_file_is_a_cli_error(tmp_path, capsys):
     bad = tmp_path / "model.h5"
     bad.write_bytes(b"nothing")
-    assert main(["export", str(bad), "--format", "onnx"]) == 2
+    assert main(["export", str(bad), "--to", "onnx"]) == 2
     assert "not a .keras model file" in capsys.readouterr().err
 
 
 def test_bad_input_size_is_a_cli_error(keras_file, capsys):
     with pytest.raises(SystemExit) as exc:
-        main(["export", str(keras_file), "-f", "tflite", "--input-size", "big"])
+        main(["export", str(keras_file), "--to", "tflite", "--input-size", "big"])
     assert exc.value.code == 2
     assert "expected HxW" in capsys.readouterr().err
 
@@ -65,7 +65,7 @@ def test_cli_fixed_size_uint8_int8_tflite_verified_then_other_size_refused(keras
     from maxim_tf.export.tflite import TFLiteRunner
 
     out = tmp_path / "tiny_int8_80x48.tflite"
-    code = main(["export", str(keras_file), "-f", "tflite", "-q", "int8", "--int8-io", "uint8",
+    code = main(["export", str(keras_file), "--to", "tflite", "--quantize", "int8", "--int8-io", "uint8",
                  "--input-size", "80x48", "--num-calibration-images", "4", "-o", str(out),
                  "--verify"])
     printed = capsys.readouterr().out
@@ -89,14 +89,14 @@ def test_cli_fixed_size_uint8_int8_tflite_verified_then_other_size_refused(keras
 def test_cli_savedmodel_versions_and_refuses_to_overwrite(keras_file, tmp_path, capsys):
     base = tmp_path / "serving"
     (base / "tiny" / "3").mkdir(parents=True)
-    code = main(["export", str(keras_file), "-f", "savedmodel", "-o", str(base), "--name", "tiny",
+    code = main(["export", str(keras_file), "--to", "savedmodel", "-o", str(base), "--model-name", "tiny",
                  "--no-warmup"])
     assert code == 0
     assert f"Wrote {base / 'tiny' / '4'}" in capsys.readouterr().out
     assert (base / "tiny" / "4" / "saved_model.pb").is_file()
     assert not (base / "tiny" / "4" / "assets.extra").exists()
-    code = main(["export", str(keras_file), "-f", "savedmodel", "-o", str(base), "--name", "tiny",
-                 "--version", "4"])
-    assert code == 1
+    code = main(["export", str(keras_file), "--to", "savedmodel", "-o", str(base), "--model-name", "tiny",
+                 "--model-version", "4"])
+    assert code == 2  # refused, nothing written: a usage error
     assert "already exists" in capsys.readouterr().err
     assert sorted(p.name for p in (base / "tiny").iterdir()) == ["3", "4"]

@@ -21,6 +21,7 @@ from maxim_tf.export import onnx as onnx_export
 from maxim_tf.export import savedmodel as sm
 from maxim_tf.export.io import current_umask
 from maxim_tf.export.tflite import TFLiteRunner, export_tflite_set
+from maxim_tf.image_io import to_uint8
 
 MAX_PIXELS = 128 * 128
 TFLITE = ("fp32", "fp16", "int8")
@@ -134,19 +135,15 @@ def test_tf1_session_replays_every_warmup_record(model, artifacts, tf1):
         else:
             (data,) = inputs["image_bytes"]
             image = np.asarray(Image.open(io.BytesIO(data)), np.float32)[None] / 255.0
-            expected = _to_uint8(verify.keras_reference(model, image))[0]
+            expected = to_uint8(verify.keras_reference(model, image))[0]
             got = np.asarray(Image.open(io.BytesIO(out["output_bytes"][0])))
             assert got.shape == expected.shape
             assert np.max(np.abs(got.astype(int) - expected.astype(int))) <= 1
 
 
-def _to_uint8(x):
-    return np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)
-
-
 def _encode(image, fmt):
     buf = io.BytesIO()
-    Image.fromarray(_to_uint8(image)).save(buf, fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    Image.fromarray(to_uint8(image)).save(buf, fmt, **({"quality": 95} if fmt == "JPEG" else {}))
     return buf.getvalue()
 
 
@@ -158,7 +155,7 @@ def test_bytes_signature_batch_of_png_and_jpeg_of_different_sizes(model, tf1):
     for encoded, result in zip(data, out):
         # TF's own decoder: PIL's JPEG IDCT differs from libjpeg-turbo's by a few levels.
         decoded = tf.io.decode_image(encoded, channels=3, dtype=tf.float32).numpy()
-        expected = _to_uint8(verify.keras_reference(model, decoded[None]))[0]
+        expected = to_uint8(verify.keras_reference(model, decoded[None]))[0]
         png = Image.open(io.BytesIO(result))
         assert png.format == "PNG" and png.mode == "RGB"
         got = np.asarray(png).astype(int)
@@ -305,7 +302,7 @@ def test_rest_client_bytes_and_float(model, rest_server):
     image = verify.sample_images([(70, 90)], seed=9)[0]
     png = client.predict_rest_bytes(_encode(image[0], "PNG"), port=rest_server, model="tiny")
     got = np.asarray(Image.open(io.BytesIO(png))).astype(int)
-    expected = _to_uint8(verify.keras_reference(model, image))[0].astype(int)
+    expected = to_uint8(verify.keras_reference(model, image))[0].astype(int)
     assert np.max(np.abs(got - expected)) <= 1
     restored = client.predict_rest_float(image, port=rest_server, model="tiny")
     assert np.max(np.abs(restored - verify.keras_reference(model, image))) <= 1e-4
@@ -340,5 +337,5 @@ def test_grpc_client_bytes(model, tf1):
     finally:
         server.stop(None)
     got = np.asarray(Image.open(io.BytesIO(png))).astype(int)
-    expected = _to_uint8(verify.keras_reference(model, image))[0].astype(int)
+    expected = to_uint8(verify.keras_reference(model, image))[0].astype(int)
     assert np.max(np.abs(got - expected)) <= 1

@@ -176,7 +176,7 @@ def test_format_png_into_the_input_folder_never_overwrites_inputs(tmp_path, toy_
     Image.open(save_png(tmp_path / "a_src.png", seed=2)).convert("RGB").save(d / "a.jpg")
     save_png(d / "b.bmp", seed=3)
     before = {p.name: p.read_bytes() for p in d.iterdir()}
-    rc, out, err = cli(capsys, "restore", d, "-o", d, "--format", "png", "--model", toy_keras,
+    rc, out, err = cli(capsys, "restore", d, "-o", d, "--image-format", "png", "--model", toy_keras,
                        "-q")
     assert rc == 1
     assert {n: (d / n).read_bytes() for n in before} == before
@@ -259,7 +259,7 @@ def test_restore_and_eval_refuse_bad_model_files_in_one_line(kind, bad_models, t
 @pytest.mark.parametrize("kind", sorted(BAD_MODEL_PROBLEMS))
 def test_export_refuses_bad_model_files_in_one_line(kind, bad_models, tmp_path, capsys):
     before = listing(tmp_path)
-    rc, _, err = cli(capsys, "export", bad_models[kind], "-f", "tflite",
+    rc, _, err = cli(capsys, "export", bad_models[kind], "--to", "tflite",
                      "-o", tmp_path / "out" / "m.tflite")
     assert rc == 2
     one_line(err, str(bad_models[kind]), BAD_MODEL_PROBLEMS[kind])
@@ -285,7 +285,7 @@ def test_train_init_from_bad_model_files_in_one_line(kind, bad_models, tmp_path,
     config = _train_config(tmp_path, init_from=str(bad_models[kind]), model={})
     before = listing(tmp_path)
     rc, _, err = cli(capsys, "train", "--config", config, "--model-dir", tmp_path / "run",
-                     "--no-progress")
+                     "--quiet")
     assert rc == 2
     one_line(err, "init_from", str(bad_models[kind]), BAD_MODEL_PROBLEMS[kind])
     assert listing(tmp_path) == before  # no empty model_dir
@@ -330,7 +330,7 @@ def test_convert_scalar_where_a_kernel_belongs(tmp_path, capsys):
 def test_convert_config_that_is_a_json_list(tmp_path, capsys):
     (tmp_path / "cfg.json").write_text("[1, 2, 3]")
     before = listing(tmp_path)
-    rc, _, err = cli(capsys, "convert", CKPT, "-o", tmp_path / "m.keras", "--config",
+    rc, _, err = cli(capsys, "convert", CKPT, "-o", tmp_path / "m.keras", "--model-config",
                      tmp_path / "cfg.json")
     assert rc == 2
     one_line(err, "cfg.json", "must be a JSON object")
@@ -445,7 +445,7 @@ def test_maxim_refuses_unknown_keyword_arguments():
 # ---------------------------------------------------------------- 3, 4, 10. training
 
 def _train(capsys, config, model_dir, *extra):
-    return cli(capsys, "train", "--config", config, "--model-dir", model_dir, "--no-progress",
+    return cli(capsys, "train", "--config", config, "--model-dir", model_dir, "--quiet",
                *extra)
 
 
@@ -620,7 +620,7 @@ def test_sigterm_during_tflite_export_leaves_no_temporaries(tmp_path, own_tmpdir
     err_path = tmp_path.parent / f"{tmp_path.name}_export.err"  # outside the watched folders
     with open(err_path, "w") as err:
         p = subprocess.Popen([sys.executable, "-c", _SIGTERM_WRAPPER, "export", str(keras_file),
-                              "-f", "tflite", "-o", str(out_dir / "m.tflite")],
+                              "--to", "tflite", "-o", str(out_dir / "m.tflite")],
                              cwd=REPO, env=_env(own_tmpdir), stdout=subprocess.DEVNULL, stderr=err)
     deadline = time.time() + 300
     while time.time() < deadline and p.poll() is None and not list(out_dir.glob(".maxim_tflite_*")):
@@ -638,7 +638,7 @@ def test_kill_9_and_resume_keep_the_training_log_consistent(tmp_path):
     config = _train_config(tmp_path, steps=8, checkpoint_every=3, log_every=1)
     run_dir = tmp_path / "run"
     cmd = [sys.executable, "-m", "maxim_tf", "train", "--config", str(config), "--model-dir",
-           str(run_dir), "--no-progress"]
+           str(run_dir), "--quiet"]
     slow = hooked_train_cmd(config, run_dir, step_delay=0.4)  # slowed so the kill lands mid-run
     with open(tmp_path.parent / f"{tmp_path.name}_train.err", "w") as err:
         p = subprocess.Popen(slow, cwd=REPO, env=_env(tempfile.gettempdir()),

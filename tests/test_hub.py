@@ -166,12 +166,12 @@ def test_download_convert_restore_then_cache(env, server, tmp_path, capsys):
     expected = maxim_tf.Restorer(model)(image)
     assert restored.shape == image.shape and np.abs(restored.astype(int) - expected).max() <= 1
 
-    # The exporter, the benchmark and training resolve names through the same function.
-    from maxim_tf.benchmark import check_model_spec
-    from maxim_tf.export.io import load_model as export_load_model
+    # The exporter, the benchmark and training resolve names through the same function,
+    # the one loader hub.load_model.
+    from maxim_tf.tools.benchmark import check_model_spec
 
     check_model_spec(PRESET)
-    assert export_load_model(PRESET, progress=False).size_multiple == model.size_multiple
+    assert hub.load_model(PRESET, progress=False, require_maxim=True).size_multiple == model.size_multiple
     assert server.requests == [f"/ok/{PATH}"]
 
     capsys.readouterr()

@@ -121,7 +121,7 @@ def test_installed_wheel_works_from_any_folder(wheel, tmp_path):
     assert "(litert)" in restore.stdout, restore.stdout  # the shipped model's verified twin
     assert "Traceback" not in restore.stderr
 
-    convert = _run([mt, "convert", str(FIXTURE / "checkpoint.npz"), "--config",
+    convert = _run([mt, "convert", str(FIXTURE / "checkpoint.npz"), "--model-config",
                     str(FIXTURE / "config.json"), "-o", "tiny.keras",
                     "--reference", str(FIXTURE / "case_real_128x128_b1.npz")], cwd=work, env=env)
     assert (work / "tiny.keras").is_file() and "Max abs error" in convert.stdout
@@ -130,12 +130,12 @@ def test_installed_wheel_works_from_any_folder(wheel, tmp_path):
           "import maxim_tf.export, maxim_tf.training, maxim_tf.conversion, maxim_tf.saved_models"],
          cwd=work, env=env)
 
-    export = _run([mt, "export", str(work / "tiny.keras"), "--format", "tflite", "-o", "tiny.tflite"],
+    export = _run([mt, "export", str(work / "tiny.keras"), "--to", "tflite", "-o", "tiny.tflite"],
                   cwd=work, env=env)
     assert (work / "tiny.tflite").stat().st_size > 10_000
     assert not LOG_LINE.search(export.stderr), export.stderr
 
-    saved = _run([mt, "export", str(work / "tiny.keras"), "--format", "savedmodel", "-o", "serving"],
+    saved = _run([mt, "export", str(work / "tiny.keras"), "--to", "savedmodel", "-o", "serving"],
                  cwd=work, env=env)  # warm-up records without tensorflow-serving-api
     assert list((work / "serving").glob("*/1/assets.extra/tf_serving_warmup_requests"))
     assert not LOG_LINE.search(saved.stderr), saved.stderr

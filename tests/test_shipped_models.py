@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from maxim_tf import metrics, quality
+from maxim_tf import image_io, metrics
 from maxim_tf.cli import main
 from maxim_tf.image_io import read_image
 from maxim_tf.restore import Restorer
+from maxim_tf.tools import quality
 
 MODELS = REPO / "saved_models"
 SAMPLES = REPO / "examples" / "images"
@@ -68,6 +69,6 @@ def test_tflite_exports_match_the_keras_model(name, clean):
     keras_out = Restorer(name).restore_float(x)
     fp32 = TFLiteRunner(MODELS / f"{name}_fp32.tflite")(x)
     assert np.abs(fp32 - keras_out).max() < 1e-4
-    int8 = quality.to_uint8(TFLiteRunner(MODELS / f"{name}_int8.tflite")(x)[0])
-    loss = metrics.psnr(clean, quality.to_uint8(keras_out[0])) - metrics.psnr(clean, int8)
+    int8 = image_io.to_uint8(TFLiteRunner(MODELS / f"{name}_int8.tflite")(x)[0])
+    loss = metrics.psnr(clean, image_io.to_uint8(keras_out[0])) - metrics.psnr(clean, int8)
     assert loss <= INT8_MAX_LOSS_DB, loss

@@ -54,7 +54,7 @@ def write_config(tmp_path, **overrides):
 
 def train_cmd(config, model_dir, *extra):
     return [sys.executable, "-m", "maxim_tf", "train", "--config", str(config),
-            "--model-dir", str(model_dir), "--no-progress", *extra]
+            "--model-dir", str(model_dir), "--quiet", *extra]
 
 
 def hooked_train_cmd(config, model_dir, *extra, **hooks):

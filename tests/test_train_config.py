@@ -93,7 +93,7 @@ def test_unknown_data_keys_are_refused():
 def test_cli_train_is_registered_and_reports_config_errors(capsys):
     from maxim_tf import cli
     assert cli.main(["train", "--config", "denoise", "--model-dir", "/tmp/x",
-                     "--set", "steps=-1", "--no-progress"]) == 2
+                     "--set", "steps=-1", "--quiet"]) == 2
     assert "steps must be a positive integer" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["train", "--help"])

@@ -1,7 +1,8 @@
 """``maxim-tf convert``: official JAX checkpoint (.npz) -> Keras (.keras)."""
 
 import json
-import sys
+
+from maxim_tf.commands._common import renamed
 
 
 def register(subparsers):
@@ -9,14 +10,16 @@ def register(subparsers):
         "convert",
         help="convert an official MAXIM checkpoint.npz to a .keras model",
         description="Convert an official MAXIM JAX/Flax checkpoint (released .npz layout) to a "
-                    "Keras .keras file. The configuration comes from --config, else --variant, "
+                    "Keras .keras file. The configuration comes from --model-config, else --variant, "
                     "else it is inferred from the tensor names and shapes.",
     )
     p.add_argument("checkpoint", help="path to the official checkpoint.npz")
     p.add_argument("-o", "--output", required=True, help="output .keras file (written atomically)")
     p.add_argument("--variant", choices=["S-1", "S-2", "S-3", "M-1", "M-2", "M-3"],
                    help="official variant of the checkpoint (3 supervision scales, as released)")
-    p.add_argument("--config", help="JSON file of MAXIM constructor arguments")
+    p.add_argument("--model-config", metavar="JSON",
+                   help="JSON file of maxim_tf.MAXIM constructor arguments")
+    renamed(p, "--config", new="--model-config")
     p.add_argument("--all-outputs", action="store_true",
                    help="save a model returning every stage/scale output (for training)")
     p.add_argument("--reference", help="case .npz with `input` and `stage{s}_out{k}` arrays to "
@@ -27,16 +30,11 @@ def register(subparsers):
 
 
 def run(args):
-    from maxim_tf.conversion import ConversionError, convert_checkpoint
+    from maxim_tf.conversion import convert_checkpoint
 
-    try:
-        _, report = convert_checkpoint(
-            args.checkpoint, args.output, variant=args.variant, config=args.config,
-            return_all_outputs=args.all_outputs, reference=args.reference,
-            tolerance=args.tolerance)
-    except ConversionError as e:
-        print(f"maxim-tf convert: error: {e}", file=sys.stderr)
-        return e.exit_code
+    _, report = convert_checkpoint(  # ConversionError (a MaximError): exit 2
+        args.checkpoint, args.output, variant=args.variant, config=args.model_config,
+        return_all_outputs=args.all_outputs, reference=args.reference, tolerance=args.tolerance)
     cfg = {k: v for k, v in report["config"].items()}
     print(f"Converted {report['tensors']} tensors "
           f"(ignored {report['ignored_entries']} optimizer/state entries).")

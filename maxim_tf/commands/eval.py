@@ -1,16 +1,14 @@
-"""``maxim-tf eval``: PSNR / SSIM of restored images against targets, as the official code."""
+"""``maxim-tf eval``: PSNR / SSIM of restored images against targets, as the official code.
 
-import csv
-import io
-import math
+Parses the flags and calls :func:`maxim_tf.evaluate.evaluate_folder` (the scoring)."""
+
 import os
-import pathlib
 import sys
 
-import numpy as np
-
-from maxim_tf import fileio, image_io, metrics
-from maxim_tf.commands.restore import add_model_arguments, check_output_dir, describe_error
+from maxim_tf import errors, fileio, image_io
+from maxim_tf.commands._common import usage_error
+from maxim_tf.commands.restore import add_model_arguments, describe_error
+from maxim_tf.restore_files import check_output_dir
 
 DESCRIPTION = """\
 Score images against targets of the same name with PSNR and SSIM computed as the
@@ -35,103 +33,11 @@ def register(subparsers):
     p.add_argument("--save-dir", metavar="D", help="also save the restored images here (8-bit PNG)")
     p.add_argument("--side-by-side", metavar="D",
                    help="save an 'input | output | target' PNG per image here")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     add_model_arguments(p, required=False,
                         help="restore the inputs with this model first (.keras path, saved name or "
                              "preset of `maxim-tf models`); without it the inputs are scored as "
                              "they are")
     p.set_defaults(func=run)
-
-
-def find_target(src, target_dir):
-    """The target for ``src``: same file name in ``target_dir``, else same stem, any image extension."""
-    exact = pathlib.Path(target_dir) / src.name
-    if exact.is_file():
-        return exact
-    for ext in image_io.IMAGE_EXTENSIONS:
-        for candidate in (exact.with_suffix(ext), exact.with_suffix(ext.upper())):
-            if candidate.is_file():
-                return candidate
-    raise FileNotFoundError(f"{src}: no target named {src.stem}.* in {target_dir}")
-
-
-def to_rgb255(image):
-    """A LoadedImage as float64 RGB on [0, 255] (alpha dropped, gray repeated, 16-bit scaled)."""
-    scale = 255.0 / (65535.0 if image.bit_depth == 16 else 255.0)
-    rgb = image.pixels.astype(np.float64) * scale
-    return np.repeat(rgb, 3, axis=-1) if rgb.shape[-1] == 1 else rgb
-
-
-def _to_uint8(rgb255):
-    return np.rint(np.clip(rgb255, 0, 255)).astype(np.uint8)
-
-
-def score_pair(src, target_dir, restorer, args):
-    """Restore (if a model is given) and score one input; returns (row dict, panels)."""
-    image = image_io.read_image(src, max_pixels=args.max_pixels)
-    if image.frames > 1:
-        from tqdm import tqdm
-
-        tqdm.write(f"{src}: warning: {image.frames} frames/pages; only the first is scored",
-                   file=sys.stderr)
-    target_path = find_target(src, target_dir)
-    target = to_rgb255(image_io.read_image(target_path, max_pixels=args.max_pixels))
-    source = to_rgb255(image)
-    if restorer is None:
-        output = source
-    else:
-        output = restorer.restore_float(source[None].astype(np.float32) / 255.0)[0].astype(np.float64) * 255.0
-    if output.shape != target.shape:
-        raise ValueError(f"{src}: size {output.shape[1]}x{output.shape[0]} differs from target "
-                         f"{target_path} ({target.shape[1]}x{target.shape[0]})")
-    kw = dict(crop_border=args.crop_border, y_channel=args.y_channel)
-    row = {"file": src.name, "psnr": metrics.psnr(output, target, **kw),
-           "ssim": metrics.ssim(output, target, **kw),
-           "height": target.shape[0], "width": target.shape[1]}
-    return row, (source, output, target)
-
-
-def _protected(path, args):
-    """Raise ValueError if ``path`` is one of the images being scored (inputs or targets)."""
-    real = os.path.realpath(path)
-    for folder in (args.input_dir, args.target_dir):
-        if os.path.dirname(real) == os.path.realpath(folder) and os.path.exists(real):
-            raise ValueError(f"{path} is an image of {folder}, not overwritten; choose another "
-                             f"--save-dir / --side-by-side folder")
-
-
-def _save_extras(src, panels, args):
-    source, output, target = panels
-    if args.save_dir:
-        dst = pathlib.Path(args.save_dir) / f"{src.stem}.png"
-        _protected(dst, args)
-        image_io.write_image(dst, _to_uint8(output))
-    if args.side_by_side:
-        shown = (source, output, target) if args.model else (output, target)
-        strip = np.concatenate([_to_uint8(p) for p in shown], axis=1)
-        dst = pathlib.Path(args.side_by_side) / f"{src.stem}.png"
-        _protected(dst, args)
-        image_io.write_image(dst, strip)
-
-
-def format_csv(rows):
-    """Per-image rows plus a final ``mean`` row, as CSV text."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["file", "psnr", "ssim", "height", "width"])
-    for r in rows:
-        writer.writerow([r["file"], f"{r['psnr']:.4f}", f"{r['ssim']:.4f}", r["height"], r["width"]])
-    if rows:
-        mean_psnr, mean_ssim = mean_scores(rows)
-        writer.writerow(["mean", f"{mean_psnr:.4f}", f"{mean_ssim:.4f}", "", ""])
-    return buffer.getvalue()
-
-
-def mean_scores(rows):
-    """Mean PSNR (over finite values, as inf would swamp it) and mean SSIM."""
-    finite = [r["psnr"] for r in rows if math.isfinite(r["psnr"])]
-    mean_psnr = float(np.mean(finite)) if finite else float("inf")
-    return mean_psnr, float(np.mean([r["ssim"] for r in rows]))
 
 
 def _prepare_dirs(args, created):
@@ -157,10 +63,11 @@ def run(args):
 def _run(args, created):
     from tqdm import tqdm
 
+    from maxim_tf import evaluate
+
     problem = _prepare_dirs(args, created)
     if problem:
-        print(f"maxim-tf eval: {problem}", file=sys.stderr)
-        return 2
+        raise errors.UsageError(problem)
     restorer = None
     if args.model:
         from maxim_tf.commands.restore import make_restorer
@@ -168,38 +75,30 @@ def _run(args, created):
         try:
             restorer = make_restorer(args)
         except (OSError, ValueError, TypeError) as e:
-            print(f"maxim-tf eval: {e}", file=sys.stderr)
-            return 2
-    sources = sorted(p for p in pathlib.Path(args.input_dir).iterdir()
-                     if p.is_file() and p.suffix.lower() in image_io.IMAGE_EXTENSIONS)
-    if not sources:
-        print(f"maxim-tf eval: no image files in {args.input_dir}", file=sys.stderr)
-        return 1
-    rows, failures = [], []
-    for src in tqdm(sources, unit="img", disable=args.quiet, file=sys.stderr, dynamic_ncols=True):
-        try:
-            row, panels = score_pair(src, args.target_dir, restorer, args)
-            _save_extras(src, panels, args)
-        except Exception as e:  # report, keep going with the rest
-            failures.append(describe_error(src, e))
-            tqdm.write(failures[-1], file=sys.stderr)
-            continue
-        rows.append(row)
-    return _report(rows, failures, args)
+            raise usage_error(e) from None
+    if not evaluate.input_images(args.input_dir):
+        raise errors.NoInputsError(f"no image files in {args.input_dir}")
+
+    def on_failure(src, error):
+        tqdm.write(describe_error(src, error), file=sys.stderr)
+
+    rows, failures = evaluate.evaluate_folder(
+        args.input_dir, args.target_dir, restorer, y_channel=args.y_channel,
+        crop_border=args.crop_border, max_pixels=args.max_pixels, save_dir=args.save_dir,
+        side_by_side=args.side_by_side, progress=not args.quiet, on_failure=on_failure)
+    return _report(rows, [describe_error(src, e) for src, e in failures], args)
 
 
 def _report(rows, failures, args):
-    text = format_csv(rows)
+    from maxim_tf import evaluate
+
+    text = evaluate.format_csv(rows)
     if args.csv:
-        try:
-            image_io.atomic_write_bytes(args.csv, text.encode())
-        except image_io.ImageIOError as e:
-            print(f"maxim-tf eval: {e}", file=sys.stderr)
-            return 2
+        image_io.atomic_write_bytes(args.csv, text.encode())  # ImageIOError: exit 2
     else:
         sys.stdout.write(text)
     if rows:
-        mean_psnr, mean_ssim = mean_scores(rows)
+        mean_psnr, mean_ssim = evaluate.mean_scores(rows)
         print(f"Mean over {len(rows)} image(s): PSNR {mean_psnr:.4f} dB, SSIM {mean_ssim:.4f}; "
               f"{len(failures)} failed.", file=sys.stderr if not args.csv else sys.stdout)
     for line in failures:

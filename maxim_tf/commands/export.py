@@ -1,9 +1,9 @@
 """``maxim-tf export``: .keras -> TF Serving SavedModel, TFLite or ONNX (optionally verified)."""
 
 import pathlib
-import sys
 
-FORMATS = ("savedmodel", "tflite", "onnx")
+from maxim_tf.commands._common import renamed, run_failed, usage_error
+from maxim_tf.export import FORMATS  # the one list of artifact kinds (imports nothing heavy)
 
 
 def _size(text):
@@ -25,12 +25,15 @@ def register(subparsers):
         help="export a .keras MAXIM to a TF Serving SavedModel, TFLite or ONNX",
         description="Export a MAXIM .keras model for deployment. Every artifact takes float32 "
                     "[N, H, W, 3] images in [0, 1] of any size (padding and cropping are in the "
-                    "graph). --verify runs the artifact in its own runtime against Keras.",
+                    "graph). --verify runs the artifact in its own runtime against Keras (exit 3 if it "
+                    "disagrees).",
     )
     p.add_argument("model", metavar="MODEL",
                    help="a .keras file, a saved name (denoise, deblur) or a preset of "
                         "`maxim-tf models` (downloaded and converted on first use)")
-    p.add_argument("--format", "-f", required=True, choices=FORMATS, help="export format")
+    p.add_argument("--to", required=True, choices=FORMATS, metavar="KIND",
+                   help=f"artifact to write: {', '.join(FORMATS)}")
+    renamed(p, "--format", "-f", new="--to")
     p.add_argument("-o", "--output",
                    help="savedmodel: base directory (writes <output>/<name>/<version>/, default "
                         "./serving); tflite/onnx: output file (default <model>_<quant>.tflite / "
@@ -39,22 +42,29 @@ def register(subparsers):
                    help="after export, compare the artifact in its runtime with the Keras model "
                         "(non-zero exit if it disagrees)")
     g = p.add_argument_group("savedmodel")
-    g.add_argument("--name", default="maxim", help="TF Serving model name (default maxim)")
-    g.add_argument("--version", type=int, help="model version (default: next free number)")
-    g.add_argument("--max-pixels", type=int, default=2048 * 2048,
-                   help="largest H*W accepted in-graph (default 4194304)")
-    g.add_argument("--max-request-pixels", type=int,
+    g.add_argument("--model-name", default="maxim", help="TF Serving model name (default maxim)")
+    g.add_argument("--model-version", type=int,
+                   help="TF Serving model version (default: next free number)")
+    g.add_argument("--graph-max-pixels", type=int, default=2048 * 2048, metavar="P",
+                   help="largest H*W the serving graph accepts (default 4194304)")
+    g.add_argument("--graph-max-request-pixels", type=int, metavar="P",
                    help="largest N*H*W of one request, all its images together "
-                        "(default: --max-pixels)")
+                        "(default: --graph-max-pixels)")
     g.add_argument("--no-warmup", action="store_true", help="do not write the warmup requests")
     g.add_argument("--overwrite", action="store_true", help="replace an existing version")
+    renamed(g, "--name", new="--model-name")
+    renamed(g, "--version", new="--model-version")
+    renamed(g, "--max-pixels", new="--graph-max-pixels")
+    renamed(g, "--max-request-pixels", new="--graph-max-request-pixels")
     g = p.add_argument_group("tflite")
-    g.add_argument("--quantization", "-q", default="fp32",
-                   choices=("fp32", "fp16", "dynamic", "int8"),
+    g.add_argument("--quantize", default="fp32", choices=("fp32", "fp16", "dynamic", "int8"),
                    help="fp32, fp16 weights, dynamic-range int8 or full int8 (default fp32)")
     g.add_argument("--input-size", type=_size,
                    help="fixed input size HxW for GPU/NNAPI delegates (default: dynamic)")
-    g.add_argument("--batch-size", type=int, help="fixed batch size (default 1 with --input-size)")
+    g.add_argument("--input-batch", type=int, metavar="N",
+                   help="fixed batch size N (default 1 with --input-size)")
+    renamed(g, "--quantization", new="--quantize")
+    renamed(g, "--batch-size", new="--input-batch")
     g.add_argument("--representative-data",
                    help="folder of images for int8 calibration (default: synthetic patches)")
     g.add_argument("--num-calibration-images", type=int, default=8,
@@ -68,52 +78,40 @@ def register(subparsers):
 
 def default_output(args):
     model = pathlib.Path(args.model)
-    if args.format == "savedmodel":
+    if args.to == "savedmodel":
         return pathlib.Path("serving")
-    if args.format == "tflite":
+    if args.to == "tflite":
         size = f"_{args.input_size[0]}x{args.input_size[1]}" if args.input_size else ""
-        return model.with_name(f"{model.stem}_{args.quantization}{size}.tflite")
+        return model.with_name(f"{model.stem}_{args.quantize}{size}.tflite")
     return model.with_suffix(".onnx")
 
 
 def options(args):
-    if args.format == "savedmodel":
-        return dict(name=args.name, version=args.version, max_pixels=args.max_pixels,
-                    warmup=not args.no_warmup, overwrite=args.overwrite,
-                    max_request_pixels=args.max_request_pixels)
-    if args.format == "tflite":
-        return dict(quantization=args.quantization, input_size=args.input_size,
-                    batch_size=args.batch_size, representative_data=args.representative_data,
+    if args.to == "savedmodel":
+        return dict(name=args.model_name, version=args.model_version,
+                    max_pixels=args.graph_max_pixels, warmup=not args.no_warmup,
+                    overwrite=args.overwrite, max_request_pixels=args.graph_max_request_pixels)
+    if args.to == "tflite":
+        return dict(quantization=args.quantize, input_size=args.input_size,
+                    batch_size=args.input_batch, representative_data=args.representative_data,
                     num_calibration_images=args.num_calibration_images, int8_io=args.int8_io)
     return dict(opset=args.opset)
 
 
 def run(args):
     from maxim_tf import hub
-    from maxim_tf.errors import MaximError, ModelFileError
     from maxim_tf.export import export_model
-    from maxim_tf.export.verify import VerificationError
     from maxim_tf.modelfile import check_keras_file
 
-    try:
-        model = hub.resolve_model(args.model)  # a path, a shipped name or a preset
-        check_keras_file(model)  # before TensorFlow starts: one line, exit 2
-    except MaximError as e:
-        print(f"maxim-tf export: error: {e}", file=sys.stderr)
-        return e.exit_code
+    model = hub.resolve_model(args.model, progress=not args.quiet)  # a path, name or preset
+    check_keras_file(model)  # before TensorFlow starts: one line, exit 2
     output = pathlib.Path(args.output) if args.output else default_output(args)
     try:
-        path, checks = export_model(model, output, args.format, verify=args.verify,
-                                    **options(args))
-    except ModelFileError as e:
-        print(f"maxim-tf export: error: {e}", file=sys.stderr)
-        return e.exit_code
-    except VerificationError as e:
-        print(f"maxim-tf export: verification failed: {e}", file=sys.stderr)
-        return 3
-    except (OSError, ValueError, TypeError, RuntimeError) as e:
-        print(f"maxim-tf export: error: {e}", file=sys.stderr)
-        return 1
+        path, checks = export_model(model, output, args.to, verify=args.verify, **options(args))
+    except (OSError, ValueError, TypeError) as e:  # VerificationError (exit 3) passes through
+        raise usage_error(e) from None  # nothing written: exit 2
+    except RuntimeError as e:  # a converter failure: exit 1
+        raise run_failed(e) from None
     print(f"Wrote {path}")
     for check in checks:
         print(check)

@@ -1,6 +1,7 @@
 """``maxim-tf models``: the pretrained models (shipped and official presets) and their cache."""
 
-import sys
+from maxim_tf import errors
+from maxim_tf.commands._common import usage_error
 
 DESCRIPTION = """\
 List the named models: the two shipped with maxim-tf (denoise, deblur) and the
@@ -21,7 +22,6 @@ def register(subparsers):
                    help="download, check and convert these presets now")
     p.add_argument("--clear", nargs="+", metavar="NAME", default=[],
                    help="remove these presets from the cache ('all' for every one)")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
@@ -47,9 +47,7 @@ def run(args):
     names = list(every) if "all" in args.clear else args.clear
     for name in names + args.download:
         if name not in every:
-            print(f"maxim-tf models: unknown preset {name!r}; choose one of {', '.join(every)}",
-                  file=sys.stderr)
-            return 2
+            raise errors.UsageError(f"unknown preset {name!r}; choose one of {', '.join(every)}")
     for name in names:
         if every[name].shipped:
             if name in args.clear:
@@ -63,8 +61,7 @@ def run(args):
         try:
             path = hub.fetch_preset(every[name], progress=not args.quiet)
         except (OSError, ValueError) as e:
-            print(f"maxim-tf models: {e}", file=sys.stderr)
-            return getattr(e, "exit_code", 2)
+            raise usage_error(e) from None
         print(f"{name}: {path}")
     if names or args.download:
         return 0

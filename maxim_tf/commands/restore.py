@@ -1,12 +1,21 @@
-"""``maxim-tf restore``: restore image files and folders with a MAXIM model."""
+"""``maxim-tf restore``: restore image files and folders with a MAXIM model.
+
+Parses the flags and calls :mod:`maxim_tf.restore_files` (the file-level work) with a
+:class:`maxim_tf.Restorer`."""
 
 import os
-import pathlib
 import sys
-import tempfile
 import time
 
-from maxim_tf import fileio, image_io
+from maxim_tf import errors, fileio, image_io
+from maxim_tf.commands._common import renamed, usage_error
+from maxim_tf.restore_files import (  # noqa: F401  (the file-level library; eval uses some)
+    SkipExisting,
+    check_output_dir,
+    collect_inputs,
+    guard_output,
+    restore_file,
+)
 
 DEFAULT_MODEL = "denoise"
 
@@ -19,14 +28,15 @@ stays 16-bit), grayscale/colour and alpha channel (re-attached untouched); EXIF
 orientation is applied. An output that already exists is skipped (and counted)
 unless --overwrite is given; an input file is never overwritten, even with
 --output-dir equal to an input folder. A failed file is reported and the batch
-goes on; the exit status is 1 if any file failed, 2 on a usage error."""
+goes on; the exit status is 1 if any file failed, 2 on a usage error (a bad
+option, an unusable model or output folder: nothing done)."""
 
 
 def add_model_arguments(parser, required=True,
                         help="a .keras file, a name from saved_models/ (or $MAXIM_TF_MODEL_DIR), "
                              "or a preset of `maxim-tf models`",
                         default=None):
-    """Add --model, --ensemble, --tile, --overlap, --batch-size, --max-pixels to ``parser``."""
+    """Add --model, --ensemble, --tile, --overlap, --tile-batch, --max-pixels, --backend."""
     parser.add_argument("--model", "-m", required=required, default=default, metavar="NAME|PATH",
                         help=help)
     parser.add_argument("--ensemble", action="store_true",
@@ -36,8 +46,9 @@ def add_model_arguments(parser, required=True,
                              "multiple, e.g. 512); memory then follows N, not the image (default: off)")
     parser.add_argument("--overlap", type=int, default=64, metavar="M",
                         help="tile overlap in pixels, blended smoothly (default: 64)")
-    parser.add_argument("--batch-size", type=int, default=4, metavar="B",
+    parser.add_argument("--tile-batch", type=int, default=4, metavar="B",
                         help="tiles / ensemble views per model call (default: 4)")
+    renamed(parser, "--batch-size", new="--tile-batch")
     parser.add_argument("--max-pixels", type=float, default=image_io.DEFAULT_MAX_PIXELS, metavar="P",
                         help="refuse images with more pixels than P (decompression-bomb guard; "
                              "default: 100e6)")
@@ -52,7 +63,7 @@ def make_restorer(args):
     from maxim_tf.restore import Restorer
 
     return Restorer(args.model, tile=args.tile or None, overlap=args.overlap,
-                    ensemble=args.ensemble, batch_size=args.batch_size,
+                    ensemble=args.ensemble, batch_size=args.tile_batch,
                     backend=getattr(args, "backend", "auto"),
                     progress=not getattr(args, "quiet", False))
 
@@ -65,13 +76,14 @@ def register(subparsers):
     p.add_argument("-o", "--output-dir", required=True, metavar="OUTDIR")
     p.add_argument("-r", "--recursive", action="store_true",
                    help="also restore images in subfolders of folder inputs (mirrored in OUTDIR)")
-    p.add_argument("--format", choices=("same", "png", "jpeg"), default="same",
-                   help="output format (default: same as the input)")
-    p.add_argument("--quality", type=int, default=image_io.JPEG_QUALITY,
-                   help="JPEG quality (default: 95)")
+    p.add_argument("--image-format", choices=("same", "png", "jpeg"), default="same",
+                   help="format of the restored files (default: same as the input)")
+    p.add_argument("--jpeg-quality", type=int, default=image_io.JPEG_QUALITY, metavar="Q",
+                   help="quality of JPEG (and WebP) outputs, 1-100 (default: 95)")
+    renamed(p, "--format", new="--image-format")
+    renamed(p, "--quality", new="--jpeg-quality")
     p.add_argument("--overwrite", action="store_true",
                    help="replace outputs that already exist (default: skip them)")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     add_model_arguments(
         p, required=False, default=DEFAULT_MODEL,
         help="a .keras file, a name from saved_models/ (or $MAXIM_TF_MODEL_DIR): "
@@ -79,112 +91,6 @@ def register(subparsers):
              "(defocus/Gaussian blur), or an official preset of `maxim-tf models` such as "
              "maxim-s3-denoising-sidd (downloaded and converted once, then cached)")
     p.set_defaults(func=run)
-
-
-def collect_inputs(inputs, recursive=False):
-    """Expand files and folders into ``(source, relative_output_stem)`` pairs.
-
-    Args:
-        inputs: file and folder paths. Files are taken whatever their extension;
-            folders contribute files with an image extension.
-        recursive: descend into subfolders of folder inputs.
-
-    Returns:
-        ``(jobs, missing)``: list of ``(Path, PurePath)`` and the inputs that do not exist.
-    """
-    jobs, missing = [], []
-    for item in inputs:
-        path = pathlib.Path(item)
-        if path.is_dir():
-            found = path.rglob("*") if recursive else path.iterdir()
-            for f in sorted(found):
-                if f.is_file() and f.suffix.lower() in image_io.IMAGE_EXTENSIONS:
-                    jobs.append((f, f.relative_to(path).with_suffix("")))
-        elif path.exists():
-            jobs.append((path, pathlib.PurePath(path.stem)))
-        else:
-            missing.append(item)
-    return jobs, missing
-
-
-def check_output_dir(outdir, created=None):
-    """Create ``outdir`` and prove it is writable; returns an error message or None.
-
-    Args:
-        outdir: the folder.
-        created: a list that receives the folders this call created (for
-            :func:`maxim_tf.fileio.remove_empty_dirs` when the run writes nothing).
-    """
-    try:
-        made = fileio.make_dirs(outdir)
-        if created is not None:
-            created.extend(made)
-        with tempfile.TemporaryFile(dir=outdir):
-            pass
-    except OSError as e:
-        return f"output directory {outdir} is not usable: {e.strerror or e}"
-    return None
-
-
-def _same_file(a, b):
-    return os.path.realpath(a) == os.path.realpath(b)
-
-
-class SkipExisting(Exception):
-    """The output exists and --overwrite was not given (not a failure)."""
-
-
-def guard_output(src, dst, inputs, claimed, overwrite):
-    """Refuse an output path that would destroy an input or an earlier output of the run.
-
-    Args:
-        src: the input being restored.
-        dst: its output path.
-        inputs: ``{realpath: path}`` of every input of the run.
-        claimed: ``{output path: input}`` of outputs already written by the run (updated).
-        overwrite: replace an existing output that is not an input.
-
-    Raises:
-        ValueError: ``dst`` is an input file (whichever) or another input's output.
-        SkipExisting: ``dst`` exists and ``overwrite`` is False.
-    """
-    real = os.path.realpath(dst)
-    if real in inputs:
-        if _same_file(src, dst):
-            raise ValueError(f"{src}: the output path is the input file itself; choose another "
-                             f"--output-dir")
-        raise ValueError(f"{src}: output {dst} would overwrite the input file {inputs[real]}; "
-                         f"choose another --output-dir")
-    if real in claimed:
-        raise ValueError(f"{src}: output {dst} would overwrite the output of {claimed[real]}")
-    if os.path.lexists(dst) and not overwrite:
-        raise SkipExisting(str(dst))
-    claimed[real] = str(src)
-
-
-def restore_file(restorer, src, dst_stem, args, claimed, inputs=None, created=None):
-    """Restore one file; returns (output path, megapixels, model seconds). Raises on failure.
-
-    ``inputs`` (``{realpath: path}`` of the run's inputs) are never written over;
-    an existing output raises :class:`SkipExisting` unless ``args.overwrite``.
-    Folders made for the output are appended to ``created``.
-    """
-    image = image_io.read_image(src, max_pixels=args.max_pixels)
-    fmt, ext = image_io.output_format(image.format, args.format)
-    dst = pathlib.Path(args.output_dir) / dst_stem.parent / (dst_stem.name + ext)
-    guard_output(src, dst, inputs if inputs is not None else {os.path.realpath(src): str(src)},
-                 claimed, getattr(args, "overwrite", False))
-    if image.frames > 1:
-        _warn(f"{src}: warning: {image.frames} frames/pages; only the first is restored")
-    start = time.perf_counter()
-    restored = restorer(image.pixels)
-    seconds = time.perf_counter() - start
-    made = fileio.make_dirs(dst.parent)
-    if created is not None:
-        created.extend(made)
-    image_io.write_image(dst, restored, alpha=image.alpha, format=fmt, quality=args.quality,
-                         icc_profile=image.icc_profile)
-    return dst, image.megapixels, seconds
 
 
 def _warn(line):
@@ -196,8 +102,8 @@ def _warn(line):
 def describe_error(src, error):
     """One line naming the file and the problem."""
     text = str(error)
-    if type(error).__name__ == "ResourceExhaustedError" or isinstance(error, MemoryError):
-        text = "out of memory while restoring; use --tile (e.g. --tile 512) or a smaller --batch-size"
+    if errors.is_out_of_memory(error):
+        text = "out of memory while restoring; use --tile (e.g. --tile 512) or a smaller --tile-batch"
     return text if text.startswith(str(src)) else f"{src}: {text}"
 
 
@@ -205,20 +111,17 @@ def run(args):
     """Entry point of ``maxim-tf restore``; returns the exit status."""
     jobs, missing = collect_inputs(args.inputs, args.recursive)
     if not jobs and not missing:
-        print("maxim-tf restore: no image files found in the inputs", file=sys.stderr)
-        return 1
+        raise errors.NoInputsError("no image files found in the inputs")
     created = []  # folders this run made: removed again if they stay empty
     try:
         problem = check_output_dir(args.output_dir, created)
         if problem:
-            print(f"maxim-tf restore: {problem}", file=sys.stderr)
-            return 2
+            raise errors.UsageError(problem)
         start = time.perf_counter()
         try:
             restorer = make_restorer(args)
         except (OSError, ValueError, TypeError) as e:
-            print(f"maxim-tf restore: {e}", file=sys.stderr)
-            return 2
+            raise usage_error(e) from None
         load_seconds = time.perf_counter() - start
         startup = (restorer.backend, load_seconds, restorer.warm_up() if jobs else 0.0)
         return _restore_all(restorer, jobs, missing, args, created, startup)
@@ -238,7 +141,10 @@ def _restore_all(restorer, jobs, missing, args, created, startup):
     for src, stem in bar:
         bar.set_postfix_str(src.name, refresh=False)
         try:
-            _, mp, sec = restore_file(restorer, src, stem, args, claimed, inputs, created)
+            _, mp, sec = restore_file(
+                restorer, src, stem, args.output_dir, claimed=claimed, inputs=inputs,
+                created=created, image_format=args.image_format, jpeg_quality=args.jpeg_quality,
+                max_pixels=args.max_pixels, overwrite=args.overwrite, warn=_warn)
         except SkipExisting:
             skipped += 1
             continue

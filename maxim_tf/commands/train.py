@@ -1,7 +1,9 @@
 """``maxim-tf train``: train or fine-tune MAXIM with tf.distribute."""
 
 import logging
-import sys
+
+from maxim_tf import errors
+from maxim_tf.commands._common import renamed
 
 
 def register(subparsers):
@@ -30,7 +32,7 @@ def register(subparsers):
     p.add_argument("--export-only", action="store_true",
                    help="with --resume: write the .keras model from the latest checkpoint, "
                         "no training")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    renamed(p, "--no-progress", new="-q/--quiet")
     p.set_defaults(func=run)
 
 
@@ -46,7 +48,6 @@ def run(args, hooks=None):
         # Logical devices must exist before TensorFlow initialises anything.
         from maxim_tf.training.trainer import configure_cpu_replicas
         configure_cpu_replicas(args.cpu_replicas)
-    from maxim_tf.errors import MaximError
     from maxim_tf.training import config as config_lib
     from maxim_tf.training import trainer
 
@@ -59,19 +60,14 @@ def run(args, hooks=None):
         if value is not None:
             overrides.append(f"{key}={value}" if isinstance(value, int)
                              else f"{key}={_json_str(value)}")
-    try:
+    try:  # MaximErrors (config, data, model file, checkpoint; diverged: exit 3) pass through
         config = config_lib.load_config(args.config, overrides)
-        result = trainer.train(config, resume=args.resume, progress=not args.no_progress,
+        result = trainer.train(config, resume=args.resume, progress=not args.quiet,
                                export_only=args.export_only, hooks=hooks)
     except trainer.TrainingDiverged as e:
-        print(f"maxim-tf train: training diverged: {e}", file=sys.stderr)
-        return e.exit_code
-    except MaximError as e:  # config, data, model-file and checkpoint errors
-        print(f"maxim-tf train: error: {e}", file=sys.stderr)
-        return e.exit_code
+        raise trainer.TrainingDiverged(f"training diverged: {e}") from None
     except (FileExistsError, FileNotFoundError) as e:
-        print(f"maxim-tf train: error: {e}", file=sys.stderr)
-        return 2
+        raise errors.UsageError(str(e)) from None
     if args.export_only:
         print(f"Exported the checkpoint of step {result['step']}.")
     else:

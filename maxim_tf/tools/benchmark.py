@@ -81,23 +81,12 @@ def check_model_spec(spec):
 
 
 def load_model(spec):
-    """A MAXIM from a variant name ("S-3", random weights, seeded), a ``.keras``
-    file, or a JSON file of constructor arguments."""
-    import keras
-
-    import maxim_tf
-    import maxim_tf.model  # noqa: F401  (registers MAXIM and its layers)
-
-    keras.utils.set_random_seed(0)
-    if spec in maxim_tf.VARIANTS:
-        return maxim_tf.MAXIM.from_variant(spec)
-    path = pathlib.Path(spec)
-    check_model_spec(spec)
-    if path.suffix == ".json" and path.is_file():
-        return maxim_tf.MAXIM(**json.loads(path.read_text()))
+    """A MAXIM to time: :func:`maxim_tf.hub.load_model` with ``allow_untrained`` (a
+    variant name or JSON config is built with seeded random weights)."""
     from maxim_tf import hub
 
-    return hub.load_model(spec)  # a .keras path, a saved name or a preset
+    check_model_spec(spec)
+    return hub.load_model(spec, allow_untrained=True)
 
 
 def _artifact(workdir, model_name, runtime):
@@ -209,7 +198,7 @@ def _worker(task):
 
 
 def _spawn(task, timeout):
-    cmd = [sys.executable, "-m", "maxim_tf.benchmark", json.dumps(task)]
+    cmd = [sys.executable, "-m", "maxim_tf.tools.benchmark", json.dumps(task)]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]

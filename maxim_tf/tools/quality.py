@@ -1,6 +1,6 @@
 """Restoration quality benchmark: PSNR/SSIM of our models against the degraded input and BM3D.
 
-``maxim-tf benchmark --quality --images FOLDER`` runs, on every clean image
+``maxim-tf benchmark --measure quality --images FOLDER`` runs, on every clean image
 of ``FOLDER`` (centre-cropped to ``crop`` x ``crop``):
 
 * denoising at sigma = 15, 25, 50 (8-bit levels): colour Gaussian noise added,
@@ -33,7 +33,6 @@ from maxim_tf import fileio, image_io, metrics
 DENOISE_SIGMAS = (15, 25, 50)
 DEBLUR_CASES = (("gaussian", 1.0), ("gaussian", 2.0), ("gaussian", 3.0),
                 ("disk", 2.0), ("disk", 4.0))
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def load_clean_images(folder, crop=512):
@@ -41,23 +40,18 @@ def load_clean_images(folder, crop=512):
     folder = pathlib.Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"Image folder not found: {folder}")
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in image_io.IMAGE_EXTENSIONS)
     if not paths:
-        raise ValueError(f"No images ({', '.join(IMAGE_EXTENSIONS)}) in {folder}")
+        raise ValueError(f"No images ({', '.join(image_io.IMAGE_EXTENSIONS)}) in {folder}")
     out = []
     for path in paths:
-        img = image_io.read_image(path)
-        pixels = img.pixels
-        if pixels.dtype != np.uint8:
-            pixels = np.round(pixels / 257.0).astype(np.uint8)
-        if pixels.ndim == 2:
-            pixels = np.repeat(pixels[..., None], 3, axis=-1)
+        pixels = image_io.to_uint8(image_io.rgb_float(image_io.read_image(path)))
         if crop:
             h, w = pixels.shape[:2]
             ch, cw = min(crop, h), min(crop, w)
             y, x = (h - ch) // 2, (w - cw) // 2
             pixels = pixels[y:y + ch, x:x + cw]
-        out.append((path.stem, np.ascontiguousarray(pixels[..., :3])))
+        out.append((path.stem, np.ascontiguousarray(pixels)))
     return out
 
 
@@ -82,12 +76,7 @@ def degrade_uint8(clean, specs, seed):
 
     x = tf.constant(clean, tf.float32) / 255.0
     y = degrade_lib.degrade(x, degrade_lib.validate(specs), tf.constant([seed, 1], tf.int64))
-    return np.round(y.numpy() * 255.0).clip(0, 255).astype(np.uint8)
-
-
-def to_uint8(y):
-    """Clip a float image in [0, 1] and round it to uint8, as users get it."""
-    return np.round(np.clip(y, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return image_io.to_uint8(y.numpy())
 
 
 class _Method:
@@ -117,14 +106,14 @@ def tflite_method(name, path):
     from maxim_tf.export.tflite import TFLiteRunner
 
     runner = TFLiteRunner(path)
-    return _Method(name, lambda img: to_uint8(runner(img[None].astype(np.float32) / 255.0)[0]),
+    return _Method(name, lambda img: image_io.to_uint8(runner(img[None].astype(np.float32) / 255.0)[0]),
                    warmup=True)
 
 
 def bm3d_method(sigma):
     import bm3d
 
-    return _Method("BM3D", lambda img: to_uint8(bm3d.bm3d_rgb(img / 255.0, sigma / 255.0)),
+    return _Method("BM3D", lambda img: image_io.to_uint8(bm3d.bm3d_rgb(img / 255.0, sigma / 255.0)),
                    warmup=False)
 
 
@@ -171,7 +160,7 @@ def run_quality(images, output_dir, *, denoise=None, deblur=None, extra=None, cr
     Returns:
         The results dict (as written to quality.json).
     """
-    from maxim_tf.restore import load_model
+    from maxim_tf.hub import load_model
 
     if use_bm3d and denoise is not None and not have_bm3d():
         raise RuntimeError("BM3D is not installed: `pip install bm3d` (an optional comparison "
