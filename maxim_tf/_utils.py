@@ -14,8 +14,10 @@ def pair(value):
     """``value`` as an ``(int, int)`` pair: an int ``n`` gives ``(n, n)``."""
     if isinstance(value, numbers.Integral):
         return int(value), int(value)
-    a, b = value
-    return int(a), int(b)
+    value = tuple(value)
+    if len(value) != 2:
+        raise ValueError(f"Expected an int or a pair of ints. Received: {value}")
+    return int(value[0]), int(value[1])
 
 
 def last_output(outputs):

@@ -42,6 +42,7 @@ import keras
 import tensorflow as tf
 
 from maxim_tf import ops as mops
+from maxim_tf._utils import pair
 from maxim_tf.tracing import TraceSwitch
 
 ACTIVATIONS = (None, "gelu", "leaky_relu")
@@ -213,7 +214,7 @@ class SpatialDense(keras.layers.Dense):
     def __init__(self, axis, size, **kwargs):
         if axis not in ("block", "grid"):
             raise ValueError(f"axis must be 'block' or 'grid'. Received: axis={axis!r}")
-        size = mops.pair(size)
+        size = pair(size)
         super().__init__(size[0] * size[1], **kwargs)
         self.axis, self.size = axis, size
 

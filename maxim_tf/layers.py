@@ -45,9 +45,9 @@ from keras import ops
 
 from maxim_tf import fused
 from maxim_tf import ops as mops
+from maxim_tf._utils import pair
 
 LN_EPS = 1e-6  # Flax nn.LayerNorm default (Keras defaults to 1e-3).
-_pair = mops.pair  # kept for callers of the old private name
 
 
 def _scaled(shape, factor, channels):
@@ -269,7 +269,7 @@ class GatingUnit(_Block):
 
     def __init__(self, mode, size, use_bias=True, **kwargs):
         super().__init__(**kwargs)
-        self._store(mode=mode, size=mops.pair(size), use_bias=use_bias)
+        self._store(mode=mode, size=pair(size), use_bias=use_bias)
         if mode not in ("grid", "block"):
             raise ValueError(f"mode must be 'grid' or 'block'. Received: mode={mode!r}")
         self.intermediate_layernorm = self._norm("intermediate_layernorm")
@@ -312,7 +312,7 @@ class GmlpLayer(_Block):
     def __init__(self, mode, size, factor=2, dropout_rate=0.0, use_bias=True, **kwargs):
         super().__init__(**kwargs)
         self._store(
-            mode=mode, size=mops.pair(size), factor=factor, dropout_rate=dropout_rate,
+            mode=mode, size=pair(size), factor=factor, dropout_rate=dropout_rate,
             use_bias=use_bias)
         unit = "GridGatingUnit" if mode == "grid" else "BlockGatingUnit"
         self.layer_norm = self._norm("LayerNorm")
@@ -365,7 +365,7 @@ class MultiAxisGmlpBlock(_Block):
                  input_proj_factor=2, dropout_rate=0.0, use_bias=True, **kwargs):
         super().__init__(**kwargs)
         self._store(
-            block_size=mops.pair(block_size), grid_size=mops.pair(grid_size),
+            block_size=pair(block_size), grid_size=pair(grid_size),
             block_gmlp_factor=block_gmlp_factor, grid_gmlp_factor=grid_gmlp_factor,
             input_proj_factor=input_proj_factor, dropout_rate=dropout_rate, use_bias=use_bias)
         self.layer_norm_in = self._norm("LayerNorm_in")
@@ -423,7 +423,7 @@ class BottleneckBlock(_Block):
                  dropout_rate=0.0, use_bias=True, **kwargs):
         super().__init__(**kwargs)
         self._store(
-            features=features, block_size=mops.pair(block_size), grid_size=mops.pair(grid_size),
+            features=features, block_size=pair(block_size), grid_size=pair(grid_size),
             num_groups=num_groups, block_gmlp_factor=block_gmlp_factor,
             grid_gmlp_factor=grid_gmlp_factor, input_proj_factor=input_proj_factor,
             channels_reduction=channels_reduction, dropout_rate=dropout_rate, use_bias=use_bias)
@@ -477,7 +477,7 @@ class SpatialGatingWeights(_Block):
                  dropout_rate=0.0, use_bias=True, **kwargs):
         super().__init__(**kwargs)
         self._store(
-            features=features, block_size=mops.pair(block_size), grid_size=mops.pair(grid_size),
+            features=features, block_size=pair(block_size), grid_size=pair(grid_size),
             input_proj_factor=input_proj_factor, dropout_rate=dropout_rate, use_bias=use_bias)
         self.layer_norm_in = self._norm("LayerNorm_in")
         self.in_project = self._dense(features * input_proj_factor, "in_project",
@@ -531,7 +531,7 @@ class CrossGatingBlock(_Block):
                  dropout_rate=0.0, upsample_y=True, use_bias=True, **kwargs):
         super().__init__(**kwargs)
         self._store(
-            features=features, block_size=mops.pair(block_size), grid_size=mops.pair(grid_size),
+            features=features, block_size=pair(block_size), grid_size=pair(grid_size),
             input_proj_factor=input_proj_factor, dropout_rate=dropout_rate, upsample_y=upsample_y,
             use_bias=use_bias)
         self.conv_up = self._conv_up(features, "ConvTranspose_0") if upsample_y else None
@@ -625,7 +625,7 @@ class UNetEncoderBlock(_Block):
                  use_global_mlp=True, use_bias=True, use_cross_gating=False, **kwargs):
         super().__init__(**kwargs)
         self._store(
-            features=features, block_size=mops.pair(block_size), grid_size=mops.pair(grid_size),
+            features=features, block_size=pair(block_size), grid_size=pair(grid_size),
             num_groups=num_groups, lrelu_slope=lrelu_slope, block_gmlp_factor=block_gmlp_factor,
             grid_gmlp_factor=grid_gmlp_factor, input_proj_factor=input_proj_factor,
             channels_reduction=channels_reduction, dropout_rate=dropout_rate,
@@ -713,7 +713,7 @@ class UNetDecoderBlock(_Block):
                  **kwargs):
         super().__init__(**kwargs)
         self._store(
-            features=features, block_size=mops.pair(block_size), grid_size=mops.pair(grid_size),
+            features=features, block_size=pair(block_size), grid_size=pair(grid_size),
             num_groups=num_groups, lrelu_slope=lrelu_slope, block_gmlp_factor=block_gmlp_factor,
             grid_gmlp_factor=grid_gmlp_factor, input_proj_factor=input_proj_factor,
             channels_reduction=channels_reduction, dropout_rate=dropout_rate,

@@ -6,6 +6,7 @@ import numpy as np
 from maxim_tf import layers as L
 from maxim_tf import ops as mops
 from maxim_tf import padding
+from maxim_tf._utils import pair
 from maxim_tf.presets import variant_config
 from maxim_tf.tracing import TraceSwitch
 
@@ -118,8 +119,8 @@ class MAXIM(keras.Model):
             use_bias=use_bias, num_supervision_scales=num_supervision_scales,
             lrelu_slope=lrelu_slope, use_global_mlp=use_global_mlp,
             use_cross_gating=use_cross_gating, high_res_stages=high_res_stages,
-            block_size_hr=mops.pair(block_size_hr), block_size_lr=mops.pair(block_size_lr),
-            grid_size_hr=mops.pair(grid_size_hr), grid_size_lr=mops.pair(grid_size_lr),
+            block_size_hr=pair(block_size_hr), block_size_lr=pair(block_size_lr),
+            grid_size_hr=pair(grid_size_hr), grid_size_lr=pair(grid_size_lr),
             num_bottleneck_blocks=num_bottleneck_blocks, block_gmlp_factor=block_gmlp_factor,
             grid_gmlp_factor=grid_gmlp_factor, input_proj_factor=input_proj_factor,
             channels_reduction=channels_reduction, num_outputs=num_outputs,

@@ -12,16 +12,6 @@ import numpy as np
 import tensorflow as tf
 
 
-def pair(v):
-    """``(v, v)`` for an int, else ``v`` as a tuple of two ints (block/grid sizes)."""
-    if isinstance(v, int):
-        return (v, v)
-    v = tuple(int(i) for i in v)
-    if len(v) != 2:
-        raise ValueError(f"Expected an int or a pair of ints. Received: {v}")
-    return v
-
-
 def dims(x):
     """The dimensions of ``x``: static ints where known, else scalar tensors.
 

@@ -44,13 +44,6 @@ def test_partition_rows_and_round_trip(rng, kind, shape, size, dynamic):
     np.testing.assert_array_equal(back.numpy(), x)
 
 
-def test_pair():
-    assert mops.pair(4) == (4, 4)
-    assert mops.pair([2, 3]) == (2, 3)
-    with pytest.raises(ValueError, match="pair of ints"):
-        mops.pair((1, 2, 3))
-
-
 def test_triangle_taps():
     np.testing.assert_allclose(mops.triangle_taps(2), np.array([1, 3, 3, 1]) / 8)
     np.testing.assert_allclose(mops.triangle_taps(4), np.array([1, 3, 5, 7, 7, 5, 3, 1]) / 32)

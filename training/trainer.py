@@ -48,6 +48,7 @@ import tensorflow as tf
 
 import maxim_tf
 from maxim_tf import errors, fileio
+from maxim_tf._utils import last_output
 from maxim_tf.training import config as config_lib
 from maxim_tf.training import data as data_lib
 from maxim_tf.training import losses
@@ -709,9 +710,7 @@ class _Evaluator:
         self.strategy, self.model = strategy, model
 
         def replica_eval(x, y):
-            out = model(x, training=False)
-            if isinstance(out, (list, tuple)):  # all stage x scale outputs: the last is the image
-                out = out[-1]
+            out = last_output(model(x, training=False))
             out = tf.clip_by_value(tf.cast(out, tf.float32), 0.0, 1.0)
             return (tf.reduce_sum(tf.image.psnr(out, y, 1.0)),
                     tf.reduce_sum(tf.image.ssim(out, y, 1.0)),
