@@ -12,6 +12,8 @@ from maxim_tf.tracing import TraceSwitch
 
 _TUPLE_KEYS = ("block_size_hr", "block_size_lr", "grid_size_hr", "grid_size_lr")
 _PADDED = TraceSwitch("padded_inputs")
+# Compute precisions of MAXIM.with_precision / Restorer(precision=...) -> Keras dtype policy.
+PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 
 
 def padded_inputs():
@@ -152,6 +154,10 @@ class MAXIM(keras.Model):
         self.return_all_outputs = return_all_outputs
         self.any_size = bool(any_size)
         self.size_multiple = multiple
+        # The layers' dtype policy (keras.Model keeps its own at float32: inputs and
+        # outputs are float32 whatever the layers compute in).
+        self.layer_dtype_policy = keras.dtype_policies.get(dtype) if dtype is not None \
+            else keras.config.dtype_policy()
 
     @classmethod
     def from_variant(cls, variant, **overrides):
@@ -199,7 +205,28 @@ class MAXIM(keras.Model):
         if bool(any_size) == self.any_size:
             return self
         new = MAXIM(**self.maxim_config, return_all_outputs=self.return_all_outputs,
-                    any_size=any_size, dtype=self.dtype_policy)
+                    any_size=any_size, dtype=self.layer_dtype_policy)
+        return new.copy_weights_from(self)
+
+    def with_precision(self, precision):
+        """This model computing in ``precision``: ``"float32"`` or ``"bfloat16"``.
+
+        bfloat16 is Keras' ``mixed_bfloat16`` policy: weights stay float32, the
+        convolutions, matmuls and elementwise ops run in bfloat16, and the layer
+        norms compute their statistics in float32 (Keras does so for half
+        types); inputs and outputs stay float32. It pays off only on hardware
+        with bfloat16 units (AVX512-BF16 or AMX CPUs, recent GPUs/TPUs); see
+        docs/benchmarks.md. Returns ``self`` when already in that precision, else
+        a new MAXIM with copies of the weights.
+        """
+        policy = PRECISIONS.get(precision)
+        if policy is None:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}. "
+                             f"Received: precision={precision!r}")
+        if self.layer_dtype_policy.name == policy:
+            return self
+        new = MAXIM(**self.maxim_config, return_all_outputs=self.return_all_outputs,
+                    any_size=self.any_size, dtype=policy)
         return new.copy_weights_from(self)
 
     def copy_weights_from(self, other, *, allow_missing=False):
@@ -245,7 +272,7 @@ class MAXIM(keras.Model):
         restored image, with this model's weights."""
         config = dict(self.maxim_config)
         new = MAXIM(**config, return_all_outputs=return_all_outputs,
-                    any_size=self.any_size and not return_all_outputs, dtype=self.dtype_policy)
+                    any_size=self.any_size and not return_all_outputs, dtype=self.layer_dtype_policy)
         return new.copy_weights_from(self)
 
     def check_input_shape(self, shape):

@@ -39,6 +39,7 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 # "auto": shipped models run on LiteRT when their verified fp32 .tflite twin exists
 # (same outputs to float precision, no TensorFlow import, no tracing); "keras": always Keras.
 BACKENDS = ("auto", "keras", "litert")
+PRECISIONS = ("float32", "bfloat16")  # maxim_tf.model.PRECISIONS (restore imports no Keras at import time)
 BACKEND_ENV = "MAXIM_TF_BACKEND"
 
 
@@ -318,6 +319,10 @@ class Restorer:
             "keras" always uses Keras (also ``MAXIM_TF_BACKEND=keras``);
             "litert" requires the twin.
         progress: show the download of a preset that is not cached yet (stderr).
+        precision: "float32" (default) or "bfloat16": run a MAXIM in Keras'
+            ``mixed_bfloat16`` policy (layer-norm statistics in float32; see
+            :meth:`maxim_tf.MAXIM.with_precision`). Faster only where the
+            hardware has bfloat16 units; implies the Keras backend.
 
     Call it on an ``[H, W]``, ``[H, W, C]`` image or ``[N, H, W, C]`` batch,
     C = 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA), of dtype uint8,
@@ -337,10 +342,19 @@ class Restorer:
     """
 
     def __init__(self, model_or_path, tile=None, overlap=64, ensemble=False, batch_size=4,
-                 size_multiple=None, backend="auto", progress=True):
+                 size_multiple=None, backend="auto", progress=True, precision="float32"):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}. "
                              f"Received: backend={backend!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}. "
+                             f"Received: precision={precision!r}")
+        if precision != "float32":
+            if backend == "litert":
+                raise ValueError(f"precision={precision!r} runs on Keras; backend='litert' runs "
+                                 f"the float32 .tflite twin")
+            backend = "keras"
+        self.precision = precision
         self._model = None
         self.model_path = None
         self.backend = "keras"
@@ -360,6 +374,8 @@ class Restorer:
         elif backend == "litert":
             raise ValueError("backend='litert' needs a shipped model name or path, not a model object")
         if self.backend == "keras":
+            if precision != "float32":
+                model_or_path = _with_precision(model_or_path, precision)
             self._model = model_or_path
         multiple = size_multiple
         if multiple is None:
@@ -530,6 +546,15 @@ def _litert_twin(path, backend):
     if twin is None or os.environ.get(BACKEND_ENV, "auto") == "keras" or not litert.litert_available():
         return None
     return twin
+
+
+def _with_precision(model, precision):
+    """``model`` computing in ``precision`` (a MAXIM; other models are refused)."""
+    convert = getattr(model, "with_precision", None)
+    if convert is None:
+        raise ValueError(f"precision={precision!r} needs a MAXIM model (with_precision); "
+                         f"got {type(model).__name__}")
+    return convert(precision)
 
 
 def _make_predict_fn(model):

@@ -36,7 +36,8 @@ def add_model_arguments(parser, required=True,
                         help="a .keras file, a name from saved_models/ (or $MAXIM_TF_MODEL_DIR), "
                              "or a preset of `maxim-tf models`",
                         default=None):
-    """Add --model, --ensemble, --tile, --overlap, --tile-batch, --max-pixels, --backend."""
+    """Add --model, --ensemble, --tile, --overlap, --tile-batch, --max-pixels, --backend,
+    --precision."""
     parser.add_argument("--model", "-m", required=required, default=default, metavar="NAME|PATH",
                         help=help)
     parser.add_argument("--ensemble", action="store_true",
@@ -56,6 +57,10 @@ def add_model_arguments(parser, required=True,
                         help="auto (default): shipped models run on LiteRT through their "
                              "verified fp32 .tflite twin (same outputs to 1e-5, starts in "
                              "milliseconds), other models on Keras; keras: always Keras")
+    parser.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
+                        help="float32 (default) or bfloat16 compute on Keras (layer-norm "
+                             "statistics in float32); faster only on CPUs with bfloat16 units "
+                             "(AVX512-BF16, AMX) and recent GPUs")
 
 
 def make_restorer(args):
@@ -65,6 +70,7 @@ def make_restorer(args):
     return Restorer(args.model, tile=args.tile or None, overlap=args.overlap,
                     ensemble=args.ensemble, batch_size=args.tile_batch,
                     backend=getattr(args, "backend", "auto"),
+                    precision=getattr(args, "precision", "float32"),
                     progress=not getattr(args, "quiet", False))
 
 

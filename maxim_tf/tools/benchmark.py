@@ -25,7 +25,7 @@ import numpy as np
 
 from maxim_tf import fileio
 
-RUNTIMES = ("keras-graph", "keras-xla", "savedmodel", "tflite-fp32", "tflite-fp16",
+RUNTIMES = ("keras-graph", "keras-bf16", "keras-xla", "savedmodel", "tflite-fp32", "tflite-fp16",
             "tflite-int8", "onnx")
 EXPORTED = {"savedmodel": "savedmodel", "tflite-fp32": "tflite", "tflite-fp16": "tflite",
             "tflite-int8": "tflite", "onnx": "onnx"}
@@ -123,10 +123,12 @@ def export_artifact(model, runtime, path):
 def make_runner(runtime, model=None, artifact=None):
     """A function float32 [N, H, W, 3] -> restored image, for ``runtime``."""
     threads = os.cpu_count()
-    if runtime in ("keras-graph", "keras-xla"):
+    if runtime in ("keras-graph", "keras-bf16", "keras-xla"):
         import tensorflow as tf
 
-        if runtime == "keras-graph":
+        if runtime == "keras-bf16":  # mixed_bfloat16: bf16 compute, float32 statistics and I/O
+            model = model.with_precision("bfloat16")
+        if runtime in ("keras-graph", "keras-bf16"):
             # As maxim_tf.Restorer runs it: one trace for every size (unknown
             # N, H, W), which is also what lets Grappler fuse the layer norms.
             fn = tf.function(lambda t: model(t, training=False), input_signature=[
