@@ -32,6 +32,7 @@ counters ``images``, ``pixels`` (Beam counters are integers: megapixels = pixels
 1e6), ``failures``, ``skipped``, and the distribution ``ms_per_megapixel``.
 """
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -287,10 +288,11 @@ class _Worker:
         self.lock = threading.Lock() if restorer.backend == "litert" else None
 
     def restore(self, pixels):
-        if self.lock is None:
-            return self.restorer(pixels)
-        with self.lock:
-            return self.restorer(pixels)
+        """``(restored, seconds)``; the seconds exclude waiting for the lock."""
+        with self.lock or contextlib.nullcontext():
+            start = time.perf_counter()
+            out = self.restorer(pixels)
+            return out, time.perf_counter() - start
 
 
 def configure_tf_threads(intra_op=0, inter_op=0):
@@ -366,12 +368,13 @@ class MaximModelHandler(ModelHandler):
         results = [None] * len(batch)
         for indices in groups.values():
             items = [batch[i] for i in indices]
-            start = time.perf_counter()
             try:
                 if len(items) == 1:
-                    outs = [model.restore(items[0].pixels)]
+                    out, seconds = model.restore(items[0].pixels)
+                    outs = [out]
                 else:
-                    outs = list(model.restore(np.stack([it.pixels for it in items])))
+                    out, seconds = model.restore(np.stack([it.pixels for it in items]))
+                    outs = list(out)
             except Exception as e:  # noqa: BLE001  (one image failing is that image's error)
                 if len(items) > 1:  # find the culprit: each alone
                     for i in indices:
@@ -379,9 +382,8 @@ class MaximModelHandler(ModelHandler):
                     continue
                 results[indices[0]] = Restored(items[0], None, 0.0, describe_error(items[0].src, e))
                 continue
-            seconds = (time.perf_counter() - start) / len(items)
             for i, item, out in zip(indices, items, outs):
-                results[i] = Restored(item, out, seconds)
+                results[i] = Restored(item, out, seconds / len(items))
         return results
 
     def get_num_bytes(self, batch):

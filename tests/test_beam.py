@@ -227,3 +227,22 @@ def test_cli_restore_beam_runs_and_passes_pipeline_options(run, tmp_path, capsys
     printed = capsys.readouterr().out
     assert "Restored" in printed and "0 failed" in printed
     assert (tmp_path / "o" / mbeam.MANIFEST).is_file()
+
+
+def test_stack_same_size_batches_match_single_images_to_one_level(run):
+    handler = mbeam.MaximModelHandler(MODEL, images_per_batch=4, stack_same_size=True)
+    assert handler.batch_elements_kwargs()["max_batch_size"] == 4
+    worker = handler.load_model()
+    items = [mbeam.Item(src=f"x{i}.png", dst=f"y{i}.png", format="PNG",
+                        pixels=read_image(run["inputs"] / run["names"][i]).pixels)
+             for i in (0, 4, 8, 1)]  # rgb0, bitmap4, rgb8 (32x32, 32x32, 32x32) and 40x56
+    results = handler.run_inference(items, worker)
+    restorer = Restorer(MODEL)
+    for item, result in zip(items, results):
+        assert result.error is None and result.item is item and result.seconds > 0
+        diff = np.abs(result.pixels.astype(int) - restorer(item.pixels).astype(int))
+        assert diff.max() <= 1, item.src
+    bad = mbeam.Item(src="bad.png", dst="bad_out.png", format="PNG",
+                     pixels=np.zeros((0, 5, 3), np.uint8))
+    failed = handler.run_inference([bad], worker)[0]
+    assert failed.pixels is None and failed.error.startswith("bad.png: ")

@@ -86,6 +86,9 @@ def pipeline_options(args):
 
 def run(args):
     """Entry point of ``maxim-tf restore-beam``; returns the exit status."""
+    if not args.verbose:  # Beam's import and workers log warnings about optional GCP parts
+        logging.getLogger().setLevel(logging.ERROR)
+        logging.getLogger("maxim_tf.beam").setLevel(logging.WARNING)
     try:
         from maxim_tf import beam
     except ModuleNotFoundError as e:
@@ -94,8 +97,6 @@ def run(args):
         print('maxim-tf restore-beam: this needs Apache Beam: pip install "maxim-tf[beam]"',
               file=sys.stderr)
         return 2
-    if not args.verbose:
-        logging.getLogger("apache_beam").setLevel(logging.ERROR)
     handler = beam.MaximModelHandler(
         args.model, tile=args.tile, overlap=args.overlap, ensemble=args.ensemble,
         batch_size=_tile_batch(args), backend=args.backend, threads=args.threads,
@@ -107,9 +108,11 @@ def run(args):
                           skip_existing=args.skip_existing, max_pixels=args.max_pixels)
     if not args.quiet:
         mp = metrics["pixels"] / 1e6
-        speed = (f"{metrics['ms_per_megapixel'] / 1000:.2f} s/MP per worker"
+        speed = (f"{metrics['ms_per_megapixel'] / 1000:.2f} s/MP of compute"
                  if metrics["ms_per_megapixel"] is not None else "n/a s/MP")
         print(f"Restored {metrics['images']} image(s) into {args.output_dir}, "
               f"{metrics['failures']} failed, {metrics['skipped']} skipped; {mp:.2f} MP "
               f"({speed}). Manifest: {beam._join(args.output_dir, beam.MANIFEST)}")
+        if metrics["failures"]:
+            print(f"Failed inputs and why: {beam._join(args.output_dir, beam.DEAD_LETTER)}")
     return 1 if metrics["failures"] else 0
