@@ -3,7 +3,8 @@
 Needs the ``beam`` extra (``pip install "maxim-tf[beam]"``); the rest of
 ``maxim_tf`` never imports this module. The pipeline::
 
-    MatchFiles(glob) -> ReadMatches -> Reshuffle          (per input glob, flattened)
+    MatchFiles(glob) -> ReadMatches                       (per input glob, flattened)
+      -> GroupByKey(output stem)                           (inputs that would share an output)
       -> decode    (maxim_tf.image_io.read_image: the hardened reader of `restore`)
       -> RunInference(MaximModelHandler)                   (maxim_tf.Restorer: padding,
                                                             tiling, blending, ensemble)
@@ -107,9 +108,13 @@ def output_path(src, base, prefix, input_format, requested_format="same"):
     with the extension of :func:`maxim_tf.image_io.output_format`.
     """
     fmt, ext = image_io.output_format(input_format, requested_format)
+    return _join(prefix, output_stem(src, base)) + ext, fmt
+
+
+def output_stem(src, base):
+    """The input's path relative to ``base`` without its extension (``/``-separated)."""
     relative = src[len(base):] if src.startswith(base) else posixpath.basename(src)
-    stem = posixpath.splitext(relative.replace(os.sep, "/"))[0]
-    return _join(prefix, stem + ext), fmt
+    return posixpath.splitext(relative.replace(os.sep, "/"))[0]
 
 
 def _same_path(a, b):
@@ -228,6 +233,43 @@ def read_readable(readable, max_pixels=image_io.DEFAULT_MAX_PIXELS):
             raise image_io.ImageReadError(src, e.problem) from None
     image.path = src
     return image
+
+
+class ClaimOutputsFn(beam.DoFn):
+    """``(stem, [(ReadableFile, base), ...])`` -> the inputs whose output name is theirs alone.
+
+    Inputs sharing an output stem (``a.jpg`` and ``a.jpeg``; ``a.png`` and ``a.gif``; any two
+    with ``--format png``) may share an output file: as in ``maxim-tf restore``, the first
+    in path order keeps it and the others fail ("would overwrite the output of ...").
+    Only such groups read the files' headers.
+    """
+
+    def __init__(self, prefix, requested_format="same"):
+        self.prefix = prefix
+        self.requested_format = requested_format
+
+    def setup(self):
+        self.failures = Metrics.counter(NAMESPACE, "failures")
+
+    def process(self, element):
+        _, inputs = element
+        inputs = sorted(inputs, key=lambda e: e[0].metadata.path)
+        if len(inputs) == 1:
+            yield inputs[0]
+            return
+        claimed = {}
+        for readable, base in inputs:
+            src = readable.metadata.path
+            fmt = _sniff_format(readable)
+            dst = None if fmt is None else output_path(src, base, self.prefix, fmt, self.requested_format)[0]
+            if dst is not None and dst in claimed:
+                self.failures.inc()
+                yield beam.pvalue.TaggedOutput(DecodeFn.DONE, record(
+                    src, "failed", error=f"{src}: output {dst} would overwrite the output of {claimed[dst]}"))
+                continue
+            if dst is not None:
+                claimed[dst] = src
+            yield readable, base
 
 
 class DecodeFn(beam.DoFn):
@@ -474,16 +516,23 @@ class RestoreImages(beam.PTransform):
                 | f"Match {i}" >> beam_fileio.MatchFiles(pattern)
                 | f"Read {i}" >> beam_fileio.ReadMatches()
                 | f"Base {i}" >> beam.Map(lambda readable, base=base: (readable, base)))
-        decoded = (
+        # Grouping by output stem finds inputs that would share an output, and spreads
+        # the files over the workers (it is the pipeline's one shuffle, of file names only).
+        claimed = (
             matched | "Inputs" >> beam.Flatten()
-            | "Distribute" >> beam.Reshuffle()
+            | "By output stem" >> beam.Map(lambda e: (output_stem(e[0].metadata.path, e[1]), e))
+            | "Group" >> beam.GroupByKey()
+            | "Claim outputs" >> beam.ParDo(ClaimOutputsFn(self.prefix, self.requested_format))
+            .with_outputs(DecodeFn.DONE, main="files"))
+        decoded = (
+            claimed.files
             | "Decode" >> beam.ParDo(DecodeFn(self.prefix, self.requested_format, self.skip_existing,
                                               self.max_pixels)).with_outputs(DecodeFn.DONE, main="items"))
         written = (
             decoded.items
             | "Restore" >> RunInference(self.model_handler)
             | "Write" >> beam.ParDo(WriteFn(self.jpeg_quality)))
-        return (decoded[DecodeFn.DONE], written) | "Records" >> beam.Flatten()
+        return (claimed[DecodeFn.DONE], decoded[DecodeFn.DONE], written) | "Records" >> beam.Flatten()
 
 
 def write_manifest(records, prefix):

@@ -246,3 +246,34 @@ def test_stack_same_size_batches_match_single_images_to_one_level(run):
                      pixels=np.zeros((0, 5, 3), np.uint8))
     failed = handler.run_inference([bad], worker)[0]
     assert failed.pixels is None and failed.error.startswith("bad.png: ")
+
+
+def test_inputs_sharing_an_output_name_are_refused_as_restore_does(tmp_path):
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "dup"
+    folder.mkdir()
+
+    def image():
+        return Image.fromarray(rng.integers(0, 256, (32, 40, 3), dtype=np.uint8))
+
+    image().save(folder / "x.jpg")
+    image().save(folder / "x.jpeg", format="JPEG")
+    image().save(folder / "y.png")
+    image().convert("P").save(folder / "y.gif")  # GIF -> PNG: the same output as y.png
+    image().save(folder / "z.png")
+    reference = tmp_path / "reference"
+    assert cli.main(["restore", str(folder), "-o", str(reference), "--model", MODEL, "-q"]) == 1
+    out = tmp_path / "out"
+    _, metrics = mbeam.run([str(folder / "*")], str(out), mbeam.MaximModelHandler(MODEL),
+                           _options(workers=1))
+    assert metrics["images"] == 3 and metrics["failures"] == 2
+    status = {pathlib.Path(r["input"]).name: r for r in _manifest(out)}
+    assert {k: r["status"] for k, r in status.items()} == {
+        "x.jpeg": "restored", "x.jpg": "failed", "y.gif": "restored", "y.png": "failed",
+        "z.png": "restored"}
+    assert status["x.jpg"]["error"] == (f"{folder / 'x.jpg'}: output {out / 'x.jpg'} would "
+                                        f"overwrite the output of {folder / 'x.jpeg'}")
+    images = [f for f in _files(out) if f not in (mbeam.MANIFEST, mbeam.DEAD_LETTER)]
+    assert images == _files(reference) == ["x.jpg", "y.png", "z.png"]
+    for name in images:
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
