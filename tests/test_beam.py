@@ -277,3 +277,35 @@ def test_inputs_sharing_an_output_name_are_refused_as_restore_does(tmp_path):
     assert images == _files(reference) == ["x.jpg", "y.png", "z.png"]
     for name in images:
         assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+
+
+class _RecordingHandler(mbeam.MaximModelHandler):
+    """Keeps the workers' models (in-process DirectRunner) so a test can call them itself."""
+
+    loaded = []
+
+    def load_model(self):
+        worker = super().load_model()
+        _RecordingHandler.loaded.append(worker)
+        return worker
+
+
+def test_keras_model_file_on_two_worker_threads(run, tiny_model, tmp_path):
+    """A .keras model runs on the Keras backend, whose traced function the two worker
+    threads call concurrently (no lock): outputs equal the worker's Restorer called
+    directly, image by image; one load."""
+    path = tmp_path / "tiny.keras"
+    tiny_model.save(path)
+    pngs = [n for n in run["names"] if n.endswith(".png") and "/" not in n and n not in BROKEN]
+    out = tmp_path / "out"
+    loads = mbeam.LOAD_CALLS
+    _RecordingHandler.loaded.clear()
+    _, metrics = mbeam.run([str(run["inputs"] / "*.png")], str(out), _RecordingHandler(path, threads=1),
+                           _options())
+    assert mbeam.LOAD_CALLS - loads == 1 and len(_RecordingHandler.loaded) == 1
+    assert metrics["images"] == len(pngs) and metrics["failures"] == 0
+    restorer = _RecordingHandler.loaded[0].restorer
+    assert restorer.backend == "keras" and str(restorer.model_path) == str(path)
+    for name in pngs:
+        expected = restorer(read_image(run["inputs"] / name).pixels)
+        np.testing.assert_array_equal(read_image(out / name).pixels, expected, err_msg=name)
