@@ -117,8 +117,12 @@ def output_stem(src, base):
     return posixpath.splitext(relative.replace(os.sep, "/"))[0]
 
 
+def _real(path):
+    return os.path.realpath(path) if _is_local(path) else path
+
+
 def _same_path(a, b):
-    return os.path.realpath(a) == os.path.realpath(b) if _is_local(a) else a == b
+    return _real(a) == _real(b)
 
 
 def write_atomic(path, data):
@@ -258,14 +262,20 @@ class ClaimOutputsFn(beam.DoFn):
             yield inputs[0]
             return
         claimed = {}
+        sources = {_real(e[0].metadata.path): e[0].metadata.path for e in inputs}
         for readable, base in inputs:
             src = readable.metadata.path
             fmt = _sniff_format(readable)
             dst = None if fmt is None else output_path(src, base, self.prefix, fmt, self.requested_format)[0]
-            if dst is not None and dst in claimed:
+            problem = None
+            if dst is not None and _real(dst) in sources and not _same_path(dst, src):
+                problem = f"{src}: output {dst} would overwrite the input file {sources[_real(dst)]}; " \
+                          f"choose another --output-dir"
+            elif dst is not None and dst in claimed:
+                problem = f"{src}: output {dst} would overwrite the output of {claimed[dst]}"
+            if problem:
                 self.failures.inc()
-                yield beam.pvalue.TaggedOutput(DecodeFn.DONE, record(
-                    src, "failed", error=f"{src}: output {dst} would overwrite the output of {claimed[dst]}"))
+                yield beam.pvalue.TaggedOutput(DecodeFn.DONE, record(src, "failed", error=problem))
                 continue
             if dst is not None:
                 claimed[dst] = src
@@ -500,7 +510,7 @@ class RestoreImages(beam.PTransform):
                  max_pixels=image_io.DEFAULT_MAX_PIXELS):
         super().__init__()
         self.patterns = [patterns] if isinstance(patterns, str) else list(patterns)
-        self.prefix = prefix
+        self.prefix = os.path.abspath(prefix) if _is_local(prefix) else prefix
         self.model_handler = model_handler
         self.requested_format = requested_format
         self.jpeg_quality = jpeg_quality

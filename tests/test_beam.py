@@ -309,3 +309,20 @@ def test_keras_model_file_on_two_worker_threads(run, tiny_model, tmp_path):
     for name in pngs:
         expected = restorer(read_image(run["inputs"] / name).pixels)
         np.testing.assert_array_equal(read_image(out / name).pixels, expected, err_msg=name)
+
+
+def test_an_input_file_is_never_overwritten(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    for name in ("x.jpg", "x.jpeg", "z.png"):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
+            folder / name, format="PNG" if name.endswith(".png") else "JPEG")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    _, metrics = mbeam.run([str(folder / "*")], str(folder), mbeam.MaximModelHandler(MODEL),
+                           _options(workers=1))
+    assert metrics["images"] == 0 and metrics["failures"] == 3
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.suffix != ".jsonl"} == before
+    errors = {pathlib.Path(r["input"]).name: r["error"] for r in _manifest(folder)}
+    assert "would overwrite the input file" in errors["x.jpeg"]
+    assert "is the input file itself" in errors["x.jpg"] and "itself" in errors["z.png"]
