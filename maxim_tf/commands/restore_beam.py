@@ -81,6 +81,8 @@ def pipeline_options(args):
                                             else "multi_threading")
         flags += [f"--direct_num_workers={args.direct_num_workers}",
                   f"--direct_running_mode={mode}"]
+        if not getattr(args, "verbose", False):  # worker processes log at INFO otherwise
+            flags.append("--default_sdk_harness_log_level=ERROR")
     return PipelineOptions(flags + list(args.pipeline_options or []))
 
 
