@@ -68,7 +68,8 @@ def _tile_batch(args):
     for name in ("batch_size", "tile_batch_size", "tile_batch"):
         if hasattr(args, name):
             return getattr(args, name)
-    return 4
+    raise AttributeError("restore-beam: the tile batch option of add_model_arguments was renamed; "
+                         "update _tile_batch in maxim_tf/commands/restore_beam.py")
 
 
 def pipeline_options(args):
