@@ -332,6 +332,39 @@ def atomic_write_bytes(path, data):
         raise ImageWriteError(os.fspath(path), f"cannot write ({e.strerror or e})") from None
 
 
+def encode_image(pixels, alpha=None, format="PNG", quality=JPEG_QUALITY, icc_profile=None,
+                 path="<image>"):
+    """Encode an image as the bytes of a file in ``format`` (what :func:`write_image` writes).
+
+    Args:
+        pixels: ``[H, W]``, ``[H, W, 1]`` or ``[H, W, 3]`` uint8 or uint16 array.
+        alpha: optional ``[H, W]``/``[H, W, 1]`` alpha of the same dtype, attached as is.
+        format: Pillow format name ("PNG", "JPEG", ...).
+        quality: JPEG/WebP quality (4:4:4 chroma, no subsampling).
+        icc_profile: ICC profile bytes to embed, or None.
+        path: the destination, named in error messages only.
+
+    Returns:
+        The encoded file as ``bytes``.
+
+    Raises:
+        ImageWriteError: naming ``path`` and the problem.
+    """
+    pixels = np.asarray(pixels)
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    if alpha is not None:
+        alpha = np.asarray(alpha).reshape(pixels.shape[:2] + (1,)).astype(pixels.dtype)
+        pixels = np.concatenate([pixels, alpha], axis=-1)
+    if pixels.dtype not in (np.uint8, np.uint16) or pixels.ndim != 3 or pixels.shape[-1] > 4:
+        raise ImageWriteError(path, f"cannot encode an array of dtype {pixels.dtype} and shape "
+                                    f"{pixels.shape}; expected uint8/uint16 [H, W, 1..4]")
+    try:
+        return bytes(_encode(pixels, format, quality, icc_profile))
+    except (ValueError, OSError, KeyError) as e:
+        raise ImageWriteError(path, f"cannot encode as {format} ({e})") from None
+
+
 def write_image(path, pixels, alpha=None, format=None, quality=JPEG_QUALITY, icc_profile=None):
     """Encode and atomically write an image.
 
@@ -347,20 +380,7 @@ def write_image(path, pixels, alpha=None, format=None, quality=JPEG_QUALITY, icc
         ImageWriteError: naming the file and the problem.
     """
     path = os.fspath(path)
-    pixels = np.asarray(pixels)
-    if pixels.ndim == 2:
-        pixels = pixels[..., None]
-    if alpha is not None:
-        alpha = np.asarray(alpha).reshape(pixels.shape[:2] + (1,)).astype(pixels.dtype)
-        pixels = np.concatenate([pixels, alpha], axis=-1)
-    if pixels.dtype not in (np.uint8, np.uint16) or pixels.ndim != 3 or pixels.shape[-1] > 4:
-        raise ImageWriteError(path, f"cannot encode an array of dtype {pixels.dtype} and shape "
-                                    f"{pixels.shape}; expected uint8/uint16 [H, W, 1..4]")
     if format is None:
         ext = os.path.splitext(path)[1].lower().lstrip(".")
         format = _FORMAT_ALIASES.get(ext, "PNG")
-    try:
-        data = _encode(pixels, format, quality, icc_profile)
-    except (ValueError, OSError, KeyError) as e:
-        raise ImageWriteError(path, f"cannot encode as {format} ({e})") from None
-    atomic_write_bytes(path, data)
+    atomic_write_bytes(path, encode_image(pixels, alpha, format, quality, icc_profile, path=path))

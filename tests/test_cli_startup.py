@@ -19,7 +19,7 @@ def _python(code):
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["--version"], ["restore", "--help"],
-                                  ["export", "--help"], ["restore"], ["export", "x.keras"],
+                                  ["export", "--help"], ["restore-beam", "--help"], ["restore"], ["export", "x.keras"],
                                   ["no-such-command"]])
 def test_no_tensorflow_for_help_version_and_usage_errors(argv):
     proc = _python("import sys\nfrom maxim_tf.cli import main\n"
