@@ -93,7 +93,8 @@ def run(args):
         return 2
     handler = beam.MaximModelHandler(
         args.model, tile=args.tile, overlap=args.overlap, ensemble=args.ensemble,
-        batch_size=args.tile_batch, backend=args.backend, threads=args.threads,
+        batch_size=args.tile_batch, backend=args.backend, precision=args.precision,
+        threads=args.threads,
         inter_op_threads=args.inter_op_threads, images_per_batch=args.images_per_batch,
         stack_same_size=args.stack_same_size,
         share_across_processes=args.share_model_across_processes)
