@@ -98,7 +98,7 @@ setup(
         "export": ["ai-edge-litert>=2.3", "tf2onnx>=1.17", "onnx>=1.17", "onnxruntime>=1.20"],
         "train": ["tensorflow-datasets>=4.9.10", f"tensorboard=={TF}"],
         "bench": ["matplotlib>=3.8", "bm3d>=4.0"],
-        # `maxim-tf restore-beam` (maxim_tf.beam). Beam 2.77 supports tensorflow<2.22 and
+        # `maxim-tf restore-beam` (maxim_tf.tools.beam). Beam 2.77 supports tensorflow<2.22 and
         # needs protobuf<7; TensorFlow 2.21 takes protobuf>=6.31.1,<8: hence protobuf 6.x.
         # Dataflow also needs apache-beam[gcp] on the launching machine.
         "beam": ["apache-beam==2.77.*", "protobuf>=6.31.1,<7"],

@@ -1,4 +1,4 @@
-"""The Apache Beam pipeline (maxim_tf.beam, ``maxim-tf restore-beam``) on the DirectRunner.
+"""The Apache Beam pipeline (maxim_tf.tools.beam, ``maxim-tf restore-beam``) on the DirectRunner.
 
 Runs with ``bash scripts/test.sh -m beam`` (EXTRAS including ``beam``); skipped when
 apache-beam is not installed. The model is the shipped ``denoise`` (LiteRT backend:
@@ -19,10 +19,10 @@ apache_beam = pytest.importorskip(
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from maxim_tf import beam as mbeam  # noqa: E402
 from maxim_tf import cli  # noqa: E402
 from maxim_tf.image_io import read_image  # noqa: E402
 from maxim_tf.restore import Restorer  # noqa: E402
+from maxim_tf.tools import beam as mbeam  # noqa: E402
 
 MODEL = "denoise"
 SIZES = [(32, 32), (40, 56), (33, 47), (64, 48)]

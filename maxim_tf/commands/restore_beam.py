@@ -82,9 +82,9 @@ def run(args):
     """Entry point of ``maxim-tf restore-beam``; returns the exit status."""
     if not args.verbose:  # Beam's import and workers log warnings about optional GCP parts
         logging.getLogger().setLevel(logging.ERROR)
-        logging.getLogger("maxim_tf.beam").setLevel(logging.WARNING)
+        logging.getLogger("maxim_tf.tools.beam").setLevel(logging.WARNING)
     try:
-        from maxim_tf import beam
+        from maxim_tf.tools import beam
     except ModuleNotFoundError as e:
         if (e.name or "").split(".")[0] != "apache_beam":
             raise
