@@ -56,7 +56,6 @@ def register(subparsers):
     p.add_argument("--direct-running-mode", default=None,
                    choices=("in_memory", "multi_threading", "multi_processing"),
                    help="DirectRunner mode (default: in_memory for 1 worker, else multi_threading)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress or summary output")
     p.add_argument("--pipeline-options", nargs=argparse.REMAINDER, default=[], metavar="OPTION",
                    help="must come last: every argument after it goes to Beam's PipelineOptions "
                         "unchanged (e.g. --project=P --region=R --temp_location=gs://b/tmp)")
