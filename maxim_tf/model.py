@@ -361,48 +361,83 @@ def _size_multiple(c):
 
 
 def _build_graph(inputs, c, dtype):
-    """Wire the official MAXIM forward pass; returns the flat list of outputs."""
-    F, depth, S = c["features"], c["depth"], c["num_supervision_scales"]
-    common = dict(use_bias=c["use_bias"], dtype=dtype)
-    mlp = dict(block_gmlp_factor=c["block_gmlp_factor"], grid_gmlp_factor=c["grid_gmlp_factor"],
-               dropout_rate=c["dropout_rate"])
-    counters = {"UpSampleRatio": 0, "Conv": 0}
+    """Wire the official MAXIM forward pass (paper Fig. 2); returns the flat list of outputs.
 
-    def auto_name(kind):
-        # Flax names unnamed submodules <Class>_<k>, counted over the whole model.
-        name = f"{kind}_{counters[kind]}"
-        counters[kind] += 1
-        return name
-
-    def conv(filters, k, name):
-        return keras.layers.Conv2D(filters, k, padding="same", name=name, **common)
-
+    Per stage: input convolutions (fused with the previous stage's SAM features),
+    the encoder, the bottleneck, the cross-gated skip features, the decoder with
+    its SAMs / output convolutions. Layers are created in the official order (the
+    converter and saved files rely on their names, see :class:`_Wiring`).
+    """
+    w = _Wiring(c, dtype)
     shortcuts = [inputs] + [
         L.NearestDownsample(2**i, name=f"input_scale_{i}", dtype=dtype)(inputs)
-        for i in range(1, S)
+        for i in range(1, w.S)
     ]
     outputs_all = []
     sam_features, encs_prev, decs_prev = [], [], []
     for s in range(c["num_stages"]):
-        x_scales = []
-        for i in range(S):
-            x_scale = conv((2**i) * F, 3, f"stage_{s}_input_conv_{i}")(shortcuts[i])
+        x_scales = w.stage_inputs(s, shortcuts, sam_features)
+        x, encs = w.encoder(s, x_scales, encs_prev, decs_prev)
+        x = w.bottleneck(s, x)
+        skips = w.skip_features(s, encs, x)
+        outputs, decs, sam_features = w.decoder(s, x, skips, shortcuts)
+        encs_prev, decs_prev = encs[::-1], decs
+        outputs_all.extend(
+            keras.layers.Activation("linear", dtype="float32", name=f"stage{s}_out{k}")(o)
+            for k, o in enumerate(outputs))
+    return outputs_all
+
+
+class _Wiring:
+    """The parts of one MAXIM stage, for :func:`_build_graph`.
+
+    Sub-modules the official code leaves unnamed (``UpSampleRatio_k``, ``Conv_k``)
+    are numbered over the whole model in creation order, as Flax does; so the
+    methods must be called in the order :func:`_build_graph` calls them.
+    """
+
+    def __init__(self, c, dtype):
+        self.c, self.F, self.depth, self.S = c, c["features"], c["depth"], c["num_supervision_scales"]
+        self.common = dict(use_bias=c["use_bias"], dtype=dtype)
+        self.mlp = dict(block_gmlp_factor=c["block_gmlp_factor"],
+                        grid_gmlp_factor=c["grid_gmlp_factor"], dropout_rate=c["dropout_rate"])
+        self.counters = {"UpSampleRatio": 0, "Conv": 0}
+
+    def auto_name(self, kind):
+        """Flax's name for the next unnamed ``kind`` sub-module: ``<kind>_<k>``."""
+        name = f"{kind}_{self.counters[kind]}"
+        self.counters[kind] += 1
+        return name
+
+    def conv(self, filters, k, name):
+        return keras.layers.Conv2D(filters, k, padding="same", name=name, **self.common)
+
+    def stage_inputs(self, s, shortcuts, sam_features):
+        """Per scale: 3x3 conv of the input image; from stage 1 on fused with the
+        previous stage's SAM features (cross-gating, or concat + 1x1 conv)."""
+        c, F, x_scales = self.c, self.F, []
+        for i in range(self.S):
+            x_scale = self.conv((2**i) * F, 3, f"stage_{s}_input_conv_{i}")(shortcuts[i])
             if s > 0:
                 if c["use_cross_gating"]:
                     block, grid = _level_sizes(c, i)
                     x_scale, _ = L.CrossGatingBlock(
                         (2**i) * F, block, grid, c["input_proj_factor"], c["dropout_rate"],
-                        upsample_y=False, name=f"stage_{s}_input_fuse_sam_{i}", **common,
+                        upsample_y=False, name=f"stage_{s}_input_fuse_sam_{i}", **self.common,
                     )(x_scale, sam_features.pop())
                 else:
                     cat = keras.layers.Concatenate(name=f"stage_{s}_input_cat_{i}")(
                         [x_scale, sam_features.pop()])
-                    x_scale = conv((2**i) * F, 1, f"stage_{s}_input_catconv_{i}")(cat)
+                    x_scale = self.conv((2**i) * F, 1, f"stage_{s}_input_catconv_{i}")(cat)
             x_scales.append(x_scale)
+        return x_scales
 
-        encs = []
+    def encoder(self, s, x_scales, encs_prev, decs_prev):
+        """The encoder levels; from stage 1 on each cross-gates with the previous
+        stage's encoder + decoder features. Returns ``(x, bridges)``."""
+        c, F, encs = self.c, self.F, []
         x = x_scales[0]
-        for i in range(depth):
+        for i in range(self.depth):
             block, grid = _level_sizes(c, i)
             cross = None
             if s > 0:
@@ -413,71 +448,79 @@ def _build_graph(inputs, c, dtype):
                 input_proj_factor=c["input_proj_factor"],
                 channels_reduction=c["channels_reduction"], downsample=True,
                 use_global_mlp=c["use_global_mlp"], use_cross_gating=s > 0,
-                name=f"stage_{s}_encoder_block_{i}", **mlp, **common,
-            )(x, skip=x_scales[i] if i < S else None, cross=cross)
+                name=f"stage_{s}_encoder_block_{i}", **self.mlp, **self.common,
+            )(x, skip=x_scales[i] if i < self.S else None, cross=cross)
             encs.append(bridge)
+        return x, encs
 
+    def bottleneck(self, s, x):
+        """The bottleneck blocks (grid size = ``block_size_lr``, as the official code)."""
+        c = self.c
         for i in range(c["num_bottleneck_blocks"]):
             x = L.BottleneckBlock(
-                (2 ** (depth - 1)) * F, c["block_size_lr"], c["block_size_lr"], c["num_groups"],
-                input_proj_factor=c["input_proj_factor"],
+                (2 ** (self.depth - 1)) * self.F, c["block_size_lr"], c["block_size_lr"],
+                c["num_groups"], input_proj_factor=c["input_proj_factor"],
                 channels_reduction=c["channels_reduction"],
-                name=f"stage_{s}_global_block_{i}", **mlp, **common,
+                name=f"stage_{s}_global_block_{i}", **self.mlp, **self.common,
             )(x)
-        global_feature = x
+        return x
 
-        skip_features = []
-        for i in reversed(range(depth)):
+    def skip_features(self, s, encs, global_feature):
+        """Per level (coarse to fine): every encoder bridge resized to the level,
+        concatenated, cross-gated with the global feature (or two convs)."""
+        c, F, skips_all = self.c, self.F, []
+        for i in reversed(range(self.depth)):
             block, grid = _level_sizes(c, i)
             signal = _concat([
-                L.UpSampleRatio((2**i) * F, 2.0 ** (j - i), name=auto_name("UpSampleRatio"),
-                                **common)(enc)
+                L.UpSampleRatio((2**i) * F, 2.0 ** (j - i), name=self.auto_name("UpSampleRatio"),
+                                **self.common)(enc)
                 for j, enc in enumerate(encs)
             ], f"stage_{s}_skip_signal_{i}")
             if c["use_cross_gating"]:
                 skips, global_feature = L.CrossGatingBlock(
                     (2**i) * F, block, grid, c["input_proj_factor"], c["dropout_rate"],
-                    upsample_y=True, name=f"stage_{s}_cross_gating_block_{i}", **common,
+                    upsample_y=True, name=f"stage_{s}_cross_gating_block_{i}", **self.common,
                 )(signal, global_feature)
             else:
-                skips = conv((2**i) * F, 1, auto_name("Conv"))(signal)
-                skips = conv((2**i) * F, 3, auto_name("Conv"))(skips)
-            skip_features.append(skips)
+                skips = self.conv((2**i) * F, 1, self.auto_name("Conv"))(signal)
+                skips = self.conv((2**i) * F, 3, self.auto_name("Conv"))(skips)
+            skips_all.append(skips)
+        return skips_all
 
+    def decoder(self, s, x, skip_features, shortcuts):
+        """The decoder levels, each fed all skip features resized to it; at the
+        supervised scales a SAM (inner stages) or the output conv + input residual
+        (last stage). Returns ``(outputs, decoder features, SAM features)``."""
+        c, F, depth = self.c, self.F, self.depth
         outputs, decs, sam_features = [], [], []
         for i in reversed(range(depth)):
             block, grid = _level_sizes(c, i)
             signal = _concat([
                 L.UpSampleRatio((2**i) * F, 2.0 ** (depth - j - 1 - i),
-                                name=auto_name("UpSampleRatio"), **common)(skip)
+                                name=self.auto_name("UpSampleRatio"), **self.common)(skip)
                 for j, skip in enumerate(skip_features)
             ], f"stage_{s}_decoder_signal_{i}")
             x = L.UNetDecoderBlock(
                 (2**i) * F, block, grid, c["num_groups"], c["lrelu_slope"],
                 input_proj_factor=c["input_proj_factor"],
                 channels_reduction=c["channels_reduction"], use_global_mlp=c["use_global_mlp"],
-                name=f"stage_{s}_decoder_block_{i}", **mlp, **common,
+                name=f"stage_{s}_decoder_block_{i}", **self.mlp, **self.common,
             )(x, bridge=signal)
             decs.append(x)
-            if i < S:
+            if i < self.S:
                 if s < c["num_stages"] - 1:
                     sam, out = L.SAM(
                         (2**i) * F, c["num_outputs"],
-                        name=f"stage_{s}_supervised_attention_module_{i}", **common,
+                        name=f"stage_{s}_supervised_attention_module_{i}", **self.common,
                     )(x, shortcuts[i])
                     sam_features.append(sam)
                 else:
-                    out = conv(c["num_outputs"], 3, f"stage_{s}_output_conv_{i}")(x)
+                    out = self.conv(c["num_outputs"], 3, f"stage_{s}_output_conv_{i}")(x)
                     if c["num_outputs"] == 3:
                         out = keras.layers.Add(name=f"stage_{s}_output_residual_{i}")(
                             [out, shortcuts[i]])
                 outputs.append(out)
-        encs_prev = encs[::-1]
-        decs_prev = decs
-        outputs_all.extend(
-            keras.layers.Activation("linear", dtype="float32", name=f"stage{s}_out{k}")(o)
-            for k, o in enumerate(outputs))
-    return outputs_all
+        return outputs, decs, sam_features
 
 
 def _concat(tensors, name):
