@@ -133,6 +133,14 @@ def main(argv=None):
         return errors.EXIT_USAGE
     # -v/-q may come before the subcommand too (the subcommand's defaults would hide them).
     args.verbose, args.quiet = verbose, args.quiet or _wants_quiet(argv)
+    return run_parsed(args)
+
+
+def run_parsed(args):
+    """Run a parsed subcommand (``args.func``) with the one error mapping of the CLI:
+    a :class:`~maxim_tf.errors.MaximError` prints one line and returns its exit code,
+    any other exception one line (traceback with ``args.verbose``)."""
+    verbose = getattr(args, "verbose", False)
     prog = f"maxim-tf {args.command}"
     if getattr(args, "needs_tensorflow", True) and importlib.util.find_spec("tensorflow") is None:
         print(f"{prog}: error: {_missing_extra_message(ModuleNotFoundError(name='tensorflow'))}",

@@ -18,6 +18,7 @@ determinism are process-wide), hence a script rather than a fixture.
 """
 
 import argparse
+import functools
 import sys
 import time
 
@@ -60,7 +61,8 @@ def main(argv=None):
     cli.configure_logging(verbose=False)  # as the console command does
     args = cli.build_parser().parse_args(["train", *rest])
     hooks = make_hooks(opts.nan_at_step, opts.step_delay, opts.dump_weights)
-    return train_command.run(args, hooks=hooks)
+    args.func = functools.partial(train_command.run, hooks=hooks)
+    return cli.run_parsed(args)  # the console command's messages and exit codes
 
 
 if __name__ == "__main__":
