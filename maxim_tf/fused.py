@@ -227,10 +227,17 @@ class SpatialDense(keras.layers.Dense):
         bias = tf.cast(self.bias, dtype) if self.use_bias else None
         if offset:
             bias = bias + offset if bias is not None else tf.fill([self.units], tf.cast(offset, dtype))
+        kernel = tf.cast(self.kernel, dtype)
+        if not is_portable():  # positions as the middle axis: cheaper transposes
+            columns = mops.position_columns(inputs, self.axis, self.size)
+            y = tf.matmul(kernel, columns, transpose_a=True)
+            if bias is not None:
+                y = y + bias[:, None]
+            return mops.position_columns_to_image(y, mops.dims(inputs), self.axis, self.size)
         partition, unpartition = ((mops.block_partition, mops.block_unpartition) if self.axis == "block"
                                   else (mops.grid_partition, mops.grid_unpartition))
         rows = partition(inputs, self.size)  # [(other positions, channels), positions]
-        y = tf.matmul(rows, tf.cast(self.kernel, dtype))
+        y = tf.matmul(rows, kernel)  # one FULLY_CONNECTED in TFLite
         if bias is not None:
             y = tf.nn.bias_add(y, bias)
         return unpartition(y, mops.dims(inputs), self.size)

@@ -43,6 +43,18 @@ def dims(x):
 # The official code (block_images_einops) uses n (gh gw) (fh fw) c and a Dense
 # over axis -2 (block) or -3 (grid): the same products, another memory order.
 # The unpartitions are the inverses, given the image's dims.
+#
+# Those 2-D layouts are what TFLite and ONNX run well (one FULLY_CONNECTED), but
+# their transposes move the channel axis, i.e. gather single values at stride c,
+# and that cost grows faster than the pixel count once the tensors leave the
+# caches. TensorFlow's own kernels get a cheaper layout of the same products:
+# one transpose that swaps fh and gw, which moves whole runs of fw * c
+# contiguous values, with the mixed positions as the middle axis of a 3-D
+# tensor; the Dense is then ``kernel^T @ x`` (one GEMM per image for the grid, a
+# batch of small ones for the blocks):
+#
+#     block_columns: n (gh fh) (gw fw) c -> (n gh gw) (fh fw) c
+#     grid_columns:  n (gh fh) (gw fw) c -> n (gh gw) (fh fw c)
 
 def block_partition(x, block_size):
     """``n (gh fh) (gw fw) c -> (n gh gw c) (fh fw)``: one row per block and
@@ -95,6 +107,45 @@ def grid_unpartition(rows, image_dims, grid_size):
     gh, gw = grid_size
     x = tf.reshape(rows, [n, h // gh, w // gw, c, gh, gw])
     x = tf.transpose(x, [0, 4, 1, 5, 2, 3])  # n gh fh gw fw c
+    return tf.reshape(x, [n, h, w, c])
+
+
+def _cells(image_dims, axis, size):
+    """``(gh, fh, gw, fw)`` of an image of ``image_dims`` for ``axis`` "block"
+    (``size`` = block size) or "grid" (``size`` = grid size)."""
+    _, h, w, _ = image_dims
+    if axis == "block":
+        fh, fw = size
+        return h // fh, fh, w // fw, fw
+    gh, gw = size
+    return gh, h // gh, gw, w // gw
+
+
+def position_columns(x, axis, size):
+    """The layout of TensorFlow's spatial Dense (see the note above):
+    ``n (gh fh) (gw fw) c -> (n gh gw) (fh fw) c`` for ``axis="block"``,
+    ``-> n (gh gw) (fh fw c)`` for ``axis="grid"``; the mixed positions are axis 1.
+
+    Args:
+        x: ``[N, H, W, C]``.
+        axis: ``"block"`` (``size`` = block size ``(fh, fw)``) or ``"grid"``
+            (``size`` = grid size ``(gh, gw)``); ``size`` must divide H, W.
+        size: the block or grid size.
+    """
+    image_dims = dims(x)
+    n, c = image_dims[0], image_dims[3]
+    gh, fh, gw, fw = _cells(image_dims, axis, size)
+    x = tf.transpose(tf.reshape(x, [n, gh, fh, gw, fw * c]), [0, 1, 3, 2, 4])  # n gh gw fh (fw c)
+    if axis == "block":
+        return tf.reshape(x, [-1, fh * fw, c])
+    return tf.reshape(x, [n, gh * gw, fh * fw * c])
+
+
+def position_columns_to_image(columns, image_dims, axis, size):
+    """Inverse of :func:`position_columns`, given the image's ``[N, H, W, C]``."""
+    n, h, w, c = image_dims
+    gh, fh, gw, fw = _cells(image_dims, axis, size)
+    x = tf.transpose(tf.reshape(columns, [n, gh, gw, fh, fw * c]), [0, 1, 3, 2, 4])
     return tf.reshape(x, [n, h, w, c])
 
 

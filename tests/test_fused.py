@@ -1,5 +1,6 @@
 """The fusion-friendly layer forms equal the Keras layers, and do fuse."""
 
+import contextlib
 import glob
 
 import keras
@@ -97,7 +98,8 @@ def _np_unblocks(y, gh, gw, fh, fw):
 
 @pytest.mark.parametrize("axis", ["block", "grid"])
 @pytest.mark.parametrize("dynamic", [False, True])
-def test_spatial_dense_equals_official_gating_dense(rng, axis, dynamic):
+@pytest.mark.parametrize("portable", [False, True])  # TF's position-columns form / the 2-D form
+def test_spatial_dense_equals_official_gating_dense(rng, axis, dynamic, portable):
     x = rng.standard_normal((2, 8, 12, 3)).astype("float32")
     size = (4, 3) if axis == "block" else (2, 3)
     layer = fused.SpatialDense(axis, size)
@@ -106,7 +108,8 @@ def test_spatial_dense_equals_official_gating_dense(rng, axis, dynamic):
     b = rng.standard_normal(layer.bias.shape).astype("float32")
     layer.set_weights([k, b])
     spec = tf.TensorSpec([None, None, None, 3], tf.float32) if dynamic else tf.TensorSpec(x.shape)
-    got = tf.function(lambda t: layer(t, offset=1.0), input_signature=[spec])(x).numpy()
+    with fused.portable_graph() if portable else contextlib.nullcontext():
+        got = tf.function(lambda t: layer(t, offset=1.0), input_signature=[spec])(x).numpy()
     # Official: block with patch (fh, fw) (grid: patch (H/gh, W/gw)), Dense over the
     # pixel axis -2 (block) or the cell axis -3 (grid), unblock; then "+ 1".
     if axis == "block":

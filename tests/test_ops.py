@@ -44,6 +44,30 @@ def test_partition_rows_and_round_trip(rng, kind, shape, size, dynamic):
     np.testing.assert_array_equal(back.numpy(), x)
 
 
+@pytest.mark.parametrize("axis", ["block", "grid"])
+@pytest.mark.parametrize("shape,size", [((2, 8, 12, 3), (2, 3)), ((1, 16, 16, 5), (4, 4))])
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_position_columns_and_round_trip(rng, axis, shape, size, dynamic):
+    # Column layout: block -> (n gh gw) (fh fw) c, grid -> n (gh gw) (fh fw c); the mixed
+    # positions (axis 1) of column (..., ch) are exactly the partition's row for ch.
+    x = rng.standard_normal(shape).astype("float32")
+    spec = tf.TensorSpec([None, None, None, shape[-1]]) if dynamic else tf.TensorSpec(shape)
+    cols = tf.function(lambda t: mops.position_columns(t, axis, size), input_signature=[spec])(x)
+    cols = cols.numpy()
+    n, h, w, c = shape
+    p = size[0] * size[1]
+    if axis == "block":
+        got = cols.transpose(0, 2, 1).reshape(-1, p)  # rows (n gh gw c), columns (fh fw)
+        want = np.stack([r for _, r in _block_rows(x, size)])
+    else:
+        got = cols.reshape(n, p, -1, c).transpose(0, 2, 3, 1).reshape(-1, p)  # (n fh fw c)
+        want = np.stack([r for _, r in _grid_rows(x, size)])
+    np.testing.assert_array_equal(got, want)
+    back = tf.function(lambda t, r: mops.position_columns_to_image(r, mops.dims(t), axis, size),
+                       input_signature=[spec, tf.TensorSpec([None, p, None])])(x, cols)
+    np.testing.assert_array_equal(back.numpy(), x)
+
+
 def test_triangle_taps():
     np.testing.assert_allclose(mops.triangle_taps(2), np.array([1, 3, 3, 1]) / 8)
     np.testing.assert_allclose(mops.triangle_taps(4), np.array([1, 3, 5, 7, 7, 5, 3, 1]) / 32)
