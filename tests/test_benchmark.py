@@ -19,6 +19,7 @@ def test_benchmark_writes_table_and_plot(tmp_path):
     assert row["min_s"] > 0 and row["median_s"] >= row["min_s"]
     assert row["peak_rss_mb"] > 100  # TensorFlow alone takes more than this
     assert row["matmul_gflops"] > 1 and row["graph_gflop"] > 0
+    assert row["device"] == "CPU"  # this machine has no GPU; a GPU row names it
     table = (tmp_path / "out" / "results.md").read_text()
     assert "| tiny | keras-graph | 64² |" in table and "% of matmul peak" in table
     assert (tmp_path / "out" / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -31,6 +32,16 @@ def test_markdown_table_reports_share_of_peak():
                matmul_gflops=219.0, pct_peak=100 * 170.5 / 219.0)
     table = markdown_table([row])
     assert "219.0 GFLOP/s" in table and "| 78% |" in table
+
+
+def test_markdown_table_names_the_gpu():
+    row = dict(model="S-3", runtime="keras-graph", size=512, min_s=0.1, median_s=0.1, first_s=9,
+               peak_rss_mb=900, work_gflop=1364.0, graph_gflop=1228.7, gflops=13640.0,
+               matmul_gflops=50000.0, pct_peak=27.3, device="GPU: NVIDIA H200 (1 visible)")
+    cpu_row = dict(row, runtime="tflite-fp32", device="CPU")
+    table = markdown_table([cpu_row, row])
+    assert "Keras/SavedModel rows on GPU: NVIDIA H200 (1 visible), TFLite/ONNX rows on the CPU" in table
+    assert "CPU" in markdown_table([cpu_row]) and "GPU" not in markdown_table([cpu_row])
 
 
 def test_cli_rejects_unknown_model(tmp_path, capsys):

@@ -51,6 +51,18 @@ def matmul_gflops(n=4096, repeats=5):
     return 2 * n**3 / best / 1e9
 
 
+def compute_device():
+    """Where TensorFlow runs the Keras/SavedModel rows: the first GPU's name, else "CPU"
+    (TFLite and ONNX rows always run on the CPU)."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return "CPU"
+    details = tf.config.experimental.get_device_details(gpus[0])
+    return f"GPU: {details.get('device_name', gpus[0].name)} ({len(gpus)} visible)"
+
+
 def graph_gflops(model, size):
     """FLOPs of one forward pass at ``size`` counted by TF's profiler (conv and
     matmul FLOPs of the traced graph, 2 per multiply-add), in GFLOP."""
@@ -177,7 +189,7 @@ def _worker(task):
 
     tf.get_logger().setLevel("ERROR")
     if task["action"] == "matmul":
-        return {"matmul_gflops": matmul_gflops(task.get("n", 4096))}
+        return {"matmul_gflops": matmul_gflops(task.get("n", 4096)), "device": compute_device()}
     model = None
     runtime = task.get("runtime")
     if task["action"] == "export":
@@ -231,8 +243,9 @@ def run_benchmark(models, sizes, runtimes, out_dir, repeats=3, timeout=3600, pro
         check_model_spec(name)
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    peak = _spawn({"action": "matmul"}, timeout)["matmul_gflops"]
-    progress(f"matmul 4096^2 fp32: {peak:.1f} GFLOP/s")
+    calibration = _spawn({"action": "matmul"}, timeout)
+    peak, device = calibration["matmul_gflops"], calibration.get("device", "CPU")
+    progress(f"matmul 4096^2 fp32 on {device}: {peak:.1f} GFLOP/s")
     rows = []
     with tempfile.TemporaryDirectory(prefix="maxim-bench-") as work:
         for name in models:
@@ -251,7 +264,8 @@ def run_benchmark(models, sizes, runtimes, out_dir, repeats=3, timeout=3600, pro
                                   if name in OFFICIAL_GFLOP_256 else flops[size])
                     row = dict(model=display_name(name), runtime=runtime, size=size, **r,
                                graph_gflop=flops[size], work_gflop=work_gflop,
-                               gflops=work_gflop / r["min_s"], matmul_gflops=peak)
+                               gflops=work_gflop / r["min_s"], matmul_gflops=peak,
+                               device="CPU" if runtime.startswith(("tflite", "onnx")) else device)
                     row["pct_peak"] = 100 * row["gflops"] / peak
                     rows.append(row)
                     progress(f"{name} {runtime} {size}^2: {r['min_s']:.3f} s (median "
@@ -270,9 +284,11 @@ def markdown_table(rows):
     if not rows:
         return "(no results)\n"
     peak = rows[0]["matmul_gflops"]
+    device = next((r["device"] for r in rows if r.get("device", "CPU") != "CPU"), "CPU")
+    where = f"Keras/SavedModel rows on {device}, TFLite/ONNX rows on the CPU; " if device != "CPU" else ""
     lines = [
-        f"Machine: {os.cpu_count()} CPU cores; fp32 4096² matmul: {peak:.1f} GFLOP/s "
-        f"(measured in the same run).",
+        f"Machine: {os.cpu_count()} CPU cores; {where}fp32 4096² matmul: {peak:.1f} GFLOP/s "
+        f"(measured in the same run{', on the GPU' if where else ''}).",
         "",
         "| model | runtime | size | min s | median s | first call s | peak RSS MB | "
         "GFLOP (work) | GFLOP (graph) | GFLOP/s | % of matmul peak |",
