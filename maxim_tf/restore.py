@@ -37,7 +37,9 @@ _FLOAT_RANGE_TOLERANCE = 1e-3
 # ITU-R BT.601 luma, as Pillow's RGB -> L conversion: restored grayscale = luma of RGB output.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 # "auto": shipped models run on LiteRT when their verified fp32 .tflite twin exists
-# (same outputs to float precision, no TensorFlow import, no tracing); "keras": always Keras.
+# (same outputs to float precision, no TensorFlow import, no tracing), except on a
+# machine with an NVIDIA GPU and TensorFlow's CUDA libraries (the [gpu] extra), where
+# Keras runs them on the GPU; "keras": always Keras.
 BACKENDS = ("auto", "keras", "litert")
 PRECISIONS = ("float32", "bfloat16")  # maxim_tf.model.PRECISIONS (restore imports no Keras at import time)
 BACKEND_ENV = "MAXIM_TF_BACKEND"
@@ -545,7 +547,19 @@ def _litert_twin(path, backend):
         return twin
     if twin is None or os.environ.get(BACKEND_ENV, "auto") == "keras" or not litert.litert_available():
         return None
+    if cuda_gpu_present():
+        return None
     return twin
+
+
+def cuda_gpu_present():
+    """True when an NVIDIA driver device and TensorFlow's pip CUDA libraries are both
+    present, i.e. TensorFlow will most likely run on a GPU. Checked without importing
+    TensorFlow (the LiteRT path exists to skip that import)."""
+    import importlib.util
+
+    return os.path.exists("/dev/nvidiactl") and importlib.util.find_spec("nvidia") is not None \
+        and any(importlib.util.find_spec(f"nvidia.{lib}") is not None for lib in ("cudnn", "cublas"))
 
 
 def _with_precision(model, precision):

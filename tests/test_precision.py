@@ -48,3 +48,15 @@ def test_bfloat16_refuses_litert_and_foreign_models(converted_tiny2s):
 def test_bfloat16_shipped_model_runs_on_keras():
     restorer = maxim_tf.Restorer("denoise", precision="bfloat16")
     assert restorer.backend == "keras"
+
+
+def test_auto_backend_runs_shipped_models_on_keras_where_a_cuda_gpu_is(monkeypatch):
+    from maxim_tf import restore
+
+    pytest.importorskip("ai_edge_litert", reason="the LiteRT twin needs ai-edge-litert")
+    assert isinstance(restore.cuda_gpu_present(), bool)
+    monkeypatch.setattr(restore, "cuda_gpu_present", lambda: False)
+    assert maxim_tf.Restorer("denoise").backend == "litert"
+    monkeypatch.setattr(restore, "cuda_gpu_present", lambda: True)
+    assert maxim_tf.Restorer("denoise").backend == "keras"
+    assert maxim_tf.Restorer("denoise", backend="litert").backend == "litert"  # asked for
