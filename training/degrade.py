@@ -146,6 +146,25 @@ def motion_kernel(length, angle_deg, radius):
     return k / tf.reduce_sum(k)
 
 
+def blur_kernel(spec, seed):
+    """The 2-D kernel a validated ``gaussian_blur`` / ``defocus_blur`` / ``motion_blur``
+    spec draws with ``seed`` (as :func:`degrade` applies it; a fixed-level spec such as
+    ``{"sigma": [2, 2]}`` always gives the same kernel)."""
+    seeds = tf.random.experimental.stateless_split(seed, 4)
+    kind = spec["type"]
+    if kind == "gaussian_blur":
+        radius = max(1, int(math.ceil(3.0 * spec["sigma"][1])))
+        return gaussian_kernel(_uniform(seeds[0], spec["sigma"]), radius)
+    if kind == "defocus_blur":
+        radius = int(math.ceil(spec["radius"][1])) + 1
+        return disk_kernel(_uniform(seeds[0], spec["radius"]), radius)
+    if kind == "motion_blur":
+        radius = int(math.ceil(spec["length"][1] / 2.0)) + 1
+        return motion_kernel(_uniform(seeds[0], spec["length"]),
+                             _uniform(seeds[2], spec["angle"]), radius)
+    raise ValueError(f"{kind!r} is not a blur degradation")
+
+
 def _apply_one(image, spec, seed):
     seeds = tf.random.experimental.stateless_split(seed, 4)
     kind = spec["type"]
@@ -157,17 +176,8 @@ def _apply_one(image, spec, seed):
         counts = tf.random.stateless_poisson(tf.shape(image), seeds[1], image * peak,
                                              dtype=tf.float32)
         return counts / peak
-    if kind == "gaussian_blur":
-        radius = max(1, int(math.ceil(3.0 * spec["sigma"][1])))
-        return _convolve(image, gaussian_kernel(_uniform(seeds[0], spec["sigma"]), radius))
-    if kind == "defocus_blur":
-        radius = int(math.ceil(spec["radius"][1])) + 1
-        return _convolve(image, disk_kernel(_uniform(seeds[0], spec["radius"]), radius))
-    if kind == "motion_blur":
-        radius = int(math.ceil(spec["length"][1] / 2.0)) + 1
-        kernel = motion_kernel(_uniform(seeds[0], spec["length"]),
-                               _uniform(seeds[2], spec["angle"]), radius)
-        return _convolve(image, kernel)
+    if kind in ("gaussian_blur", "defocus_blur", "motion_blur"):
+        return _convolve(image, blur_kernel(spec, seed))
     if kind == "jpeg":
         lo, hi = int(spec["quality"][0]), int(spec["quality"][1])
         image = tf.clip_by_value(image, 0.0, 1.0)

@@ -8,8 +8,9 @@ of ``FOLDER`` (centre-cropped to ``crop`` x ``crop``):
   Columns: the noisy input, BM3D (PyPI ``bm3d``, optional; told the true
   sigma, so it is *not* blind, unlike our model) and our model;
 * deblurring: Gaussian blur sigma = 1, 2, 3 and defocus (antialiased disk)
-  radius = 2, 4 pixels, then 8-bit quantisation. Columns: the blurred input
-  and our model.
+  radius = 2, 4 pixels, then 8-bit quantisation. Columns: the blurred input,
+  Wiener deconvolution told the true kernel (:func:`wiener_deconvolve`; a
+  classical non-blind baseline, unlike our blind model) and our model.
 
 The degradations are those of the training pipeline
 (:mod:`maxim_tf.training.degrade`) with fixed seeds, so every run scores the
@@ -110,6 +111,41 @@ def tflite_method(name, path):
                    warmup=True)
 
 
+# Regularisation of the Wiener deconvolution baseline, relative to the kernel's
+# spectrum: the blurred test images carry only 8-bit quantisation noise.
+WIENER_BALANCE = 2e-3
+
+
+def wiener_deconvolve(image, kernel, balance=WIENER_BALANCE):
+    """Non-blind Wiener deconvolution of a uint8 HxWx3 image blurred by ``kernel`` (the
+    true 2-D kernel, odd side), in float on [0, 1]: ``conj(K) Y / (|K|² + balance)``
+    per channel, the image reflect-padded by 3 kernel radii to keep the FFT's wrap-around
+    away from its borders. Returns uint8."""
+    kernel = np.asarray(kernel, np.float64)
+    r = kernel.shape[0] // 2
+    pad = 3 * r + 8
+    y = np.pad(image.astype(np.float64) / 255.0, [(pad, pad), (pad, pad), (0, 0)], mode="reflect")
+    otf = np.zeros(y.shape[:2])
+    otf[:kernel.shape[0], :kernel.shape[1]] = kernel
+    otf = np.fft.rfft2(np.roll(otf, (-r, -r), axis=(0, 1)))  # kernel centre at the origin
+    gain = np.conj(otf) / (np.abs(otf) ** 2 + balance)
+    out = np.stack([np.fft.irfft2(np.fft.rfft2(y[..., c]) * gain, s=y.shape[:2])
+                    for c in range(y.shape[2])], axis=-1)
+    return image_io.to_uint8(np.clip(out[pad:-pad, pad:-pad], 0.0, 1.0).astype(np.float32))
+
+
+def wiener_method(kind, level):
+    """Wiener deconvolution told the true blur kernel of the case (a classical
+    non-blind baseline; ours is blind)."""
+    import tensorflow as tf
+
+    from maxim_tf.training import degrade as degrade_lib
+
+    spec = degrade_lib.validate(degradation_specs(kind, level))[0]
+    kernel = degrade_lib.blur_kernel(spec, tf.constant([0, 1], tf.int64)).numpy()
+    return _Method("Wiener", lambda img: wiener_deconvolve(img, kernel), warmup=False)
+
+
 def bm3d_method(sigma):
     import bm3d
 
@@ -196,6 +232,8 @@ def run_quality(images, output_dir, *, denoise=None, deblur=None, extra=None, cr
         case_methods = list(methods[task])
         if task == "denoise" and use_bm3d:
             case_methods.insert(0, bm3d_method(level))
+        if task == "deblur":
+            case_methods.insert(0, wiener_method(kind, level))
         for i, (name, img) in enumerate(clean):
             degraded = degrade_uint8(img, specs, seed + i)
             row = {"task": task, "case": case_label(kind, level), "kind": kind,
@@ -259,7 +297,7 @@ def markdown(results):
             continue
         methods = list(entries[0]["methods"])
         names = {"input": "noisy input" if task == "denoise" else "blurred input",
-                 "BM3D": "BM3D (σ given)"}
+                 "BM3D": "BM3D (σ given)", "Wiener": "Wiener (kernel given)"}
         lines += [f"### {titles[task]}", "",
                   f"Model `{results['models'][task]}`; {n} hold-out photos ({size}), "
                   f"PSNR (dB) / SSIM, RGB, mean over images; seconds per image on this machine.",
