@@ -18,7 +18,8 @@ Measures, in one process, on whatever CPU runs it:
 4. full-int8 TFLite against fp32 TFLite (XNNPACK, ``--threads``), both for the
    dynamic-size files shipped in ``saved_models/`` and for fixed-size exports
    of the same weights at 512² (made here, int8 calibrated on 32 degraded
-   training crops as ``scripts/ship_models.py`` does), calls alternated;
+   training crops as ``scripts/ship_models.py`` does), calls alternated, with the
+   shipped denoiser's TF graph beside them;
 5. with ``--official-python`` and ``--official-code``: the official JAX code on
    the same sizes (``benchmarks/official_speed.py``, in a subprocess of this run,
    right after our fp32 measurement) and our speed-up over it per size.
@@ -129,6 +130,9 @@ def int8_speed(data, threads, rounds, log):
         log(f"fixed-size 512² exports: {time.perf_counter() - start:.0f} s")
         files.update({f"fixed {q}": p for q, p in fixed.items()})
         runners = {name: TFLiteRunner(path, num_threads=threads) for name, path in files.items()}
+        from maxim_tf.tools.benchmark import make_runner
+
+        runners["keras graph"] = make_runner("keras-graph", hub.load_model("denoise"))
         x = np.random.default_rng(0).random((1, 512, 512, 3), dtype=np.float32)
         times = alternated(runners, x, rounds)
     for name, t in times.items():
@@ -185,6 +189,9 @@ def markdown(r):
         f, i = min(t[f"{kind} fp32"]), min(t[f"{kind} int8"])
         lines.append(f"| int8 / fp32 TFLite speed-up, shipped denoiser 512², {kind}-size, XNNPACK "
                      f"{r['threads']} threads | **{f / i:.2f}×** ({f:.3f} s → {i:.3f} s) |")
+    k, f = min(t["keras graph"]), min(t["dynamic fp32"])
+    lines.append(f"| shipped denoiser 512², fp32: TF graph / LiteRT dynamic fp32 (the `restore` "
+                 f"default) | {k:.3f} s / {f:.3f} s |")
     lines += ["", f"Times: min of {r['repeats']} calls after a warm-up call (alternated between "
               "the compared paths). Written by `python benchmarks/speed_report.py`."]
     return "\n".join(lines) + "\n"
