@@ -17,8 +17,8 @@ Measures, in one process, on whatever CPU runs it:
    the held-out photos of ``--data`` (``val/``, 512² centre crops, σ = 25, seed 0);
 4. full-int8 TFLite against fp32 TFLite (XNNPACK, ``--threads``), both for the
    dynamic-size files shipped in ``saved_models/`` and for fixed-size exports
-   of the same weights at 512² (made here, int8 calibrated on 32 degraded
-   training crops as ``scripts/ship_models.py`` does), calls alternated, with the
+   of the same weights at 512² (made here, int8 calibrated on 8 degraded
+   training crops, as ``scripts/ship_models.py`` does with 32), calls alternated, with the
    shipped denoiser's TF graph beside them;
 5. with ``--official-python`` and ``--official-code``: the official JAX code on
    the same sizes (``benchmarks/official_speed.py``, in a subprocess of this run,
@@ -122,11 +122,12 @@ def int8_speed(data, threads, rounds, log):
     with tempfile.TemporaryDirectory(prefix="maxim-speed-") as tmp:
         tmp = pathlib.Path(tmp)
         (tmp / "calib").mkdir()
-        ship_models.calibration_folder("denoise", data, tmp / "calib")
+        # 8 calibration crops (the shipped files use 32): scales do not change the speed.
+        ship_models.calibration_folder("denoise", data, tmp / "calib", count=8)
         fixed = {"fp32": tmp / "fixed_fp32.tflite", "int8": tmp / "fixed_int8.tflite"}
         start = time.perf_counter()
         export_tflite_set(hub.load_model("denoise"), fixed, input_size=(512, 512),
-                          representative_data=str(tmp / "calib"), num_calibration_images=32)
+                          representative_data=str(tmp / "calib"), num_calibration_images=8)
         log(f"fixed-size 512² exports: {time.perf_counter() - start:.0f} s")
         files.update({f"fixed {q}": p for q, p in fixed.items()})
         runners = {name: TFLiteRunner(path, num_threads=threads) for name, path in files.items()}
