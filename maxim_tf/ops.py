@@ -53,8 +53,8 @@ def dims(x):
 # tensor; the Dense is then ``kernel^T @ x`` (one GEMM per image for the grid, a
 # batch of small ones for the blocks):
 #
-#     block_columns: n (gh fh) (gw fw) c -> (n gh gw) (fh fw) c
-#     grid_columns:  n (gh fh) (gw fw) c -> n (gh gw) (fh fw c)
+#     position_columns(x, "block", (fh, fw)): n (gh fh) (gw fw) c -> (n gh gw) (fh fw) c
+#     position_columns(x, "grid", (gh, gw)):  n (gh fh) (gw fw) c -> n (gh gw) (fh fw c)
 
 def block_partition(x, block_size):
     """``n (gh fh) (gw fw) c -> (n gh gw c) (fh fw)``: one row per block and
