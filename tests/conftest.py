@@ -5,6 +5,10 @@ import pathlib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from maxim_tf import allocator  # noqa: E402
+
+allocator.tune_malloc()  # as the maxim-tf command does, before TensorFlow allocates anything
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
