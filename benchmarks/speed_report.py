@@ -161,7 +161,7 @@ def markdown(r):
     peak = r["matmul_gflops"]["float32"]
     lines = [f"CPU: {r['cpu']}, {r['cores']} cores. Same-run 4096² matmul: **{peak:.0f} GFLOP/s "
              f"fp32**, {r['matmul_gflops']['bfloat16']:.0f} GFLOP/s bf16 (mean of before and "
-             f"after).", "",
+             f"after). Allocator: {r.get('malloc', 'glibc defaults')}.", "",
              "| measure | value |", "|---|---|"]
     for row in r["fp32"]:
         pct = 100 * row["work_gflop"] / row["min_s"] / peak
@@ -223,14 +223,17 @@ def main(argv=None):
     args = p.parse_args(argv)
     import os
 
-    from maxim_tf import fileio
+    from maxim_tf import allocator, fileio
+
+    # As the maxim-tf command does, before TensorFlow allocates (MAXIM_TF_MALLOC=default opts out).
+    malloc = allocator.tune_malloc()
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     log = lambda msg: print(msg, flush=True)  # noqa: E731
     before = {"float32": matmul("float32"), "bfloat16": matmul("bfloat16")}
     log(f"matmul fp32 {before['float32']:.0f}, bf16 {before['bfloat16']:.0f} GFLOP/s")
     report = {"cpu": _cpu_name(), "cores": os.cpu_count(), "threads": args.threads,
-              "repeats": args.repeats}
+              "repeats": args.repeats, "malloc": malloc}
     report["fp32"] = fp32_scaling(args.sizes, args.repeats, log)
     if args.official_python and args.official_code:
         report["official"] = official_speed(args.official_python, args.official_code,
