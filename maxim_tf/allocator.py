@@ -18,7 +18,8 @@ re-grows), no trimming of the heap (``M_TRIM_THRESHOLD=-1``: freed memory stays
 in the process for the next image), grown 64 MiB at a time. Measured on the
 shipped denoiser at 1024² (``docs/benchmarks.md``): 4.5 million page faults and
 13 s of system time per image with the first, milder tuning, 43 000 and 0.1 s
-after; 19.6 s -> 11.0 s, as fast as a preloaded tcmalloc. The cost is memory: the
+with no mmap, one arena and a 2 GiB trim threshold; 19.6 s -> 11.0 s, as fast
+as a preloaded tcmalloc. The cost is memory: the
 process keeps its peak heap (it does not shrink between images). It changes
 nothing when another allocator (tcmalloc, jemalloc, mimalloc) is preloaded, when
 the C library is not glibc, or when ``MAXIM_TF_MALLOC=default`` is set. Only the
