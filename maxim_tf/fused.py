@@ -36,6 +36,10 @@ the parity tests hold the whole model to the official outputs at 1e-4).
 The batch-norm form of LayerNorm is not a builtin TFLite op and tf2onnx does
 not convert it; :func:`portable_graph` makes traces use Keras'
 ``LayerNormalization`` instead, and the TFLite/ONNX exporters trace inside it.
+There, too, ``Dense`` on 4-D tensors is a 1x1 convolution and the decoder's
+``Conv2DTranspose`` a 1x1 convolution + depth-to-space: neither needs a shape
+computed from the input size, which XNNPACK cannot take in a dynamic-size
+TFLite file (each such op cut the graph into another delegate partition).
 """
 
 import keras
@@ -54,7 +58,8 @@ _PORTABLE = TraceSwitch("portable")
 def portable_graph():
     """Trace MAXIM with ops every converter understands (TFLite builtins, ONNX).
 
-    Only the layer-norm formulation changes; numerics are the same.
+    The layer norm, 4-D Dense and the upsampling transposed convolution change
+    form (see the module docstring); numerics are the same.
 
     Example:
         >>> with portable_graph():
@@ -163,6 +168,18 @@ class Dense(keras.layers.Dense):
         offsets = [0]
         for p in parts:
             offsets.append(offsets[-1] + p.shape[-1])
+        if is_portable() and all(p.shape.rank == 4 for p in parts):
+            # A 1x1 CONV_2D in TFLite: no reshape whose shape depends on the input size
+            # (XNNPACK leaves those to LiteRT, splitting a dynamic-size graph).
+            y = residual
+            for i in reversed(range(len(parts))):
+                rows = kernel if len(parts) == 1 else kernel[offsets[i]:offsets[i + 1]]
+                out = tf.nn.conv2d(parts[i], tf.reshape(rows, [1, 1, -1, stop - start]), 1, "VALID")
+                if bias is not None:
+                    out = tf.nn.bias_add(out, bias)
+                    bias = None
+                y = out if y is None else out + y
+            return activate(y, self.fused_activation)
         y = residual
         for i in reversed(range(len(parts))):
             x = parts[i]
@@ -316,5 +333,40 @@ class LayerNormalization(keras.layers.LayerNormalization):
         return tf.reshape(y, _dims(inputs, c))
 
 
-for _cls in (Dense, SpatialDense, Conv2D, LayerNormalization):
+class Conv2DTranspose(keras.layers.Conv2DTranspose):
+    """``keras.layers.Conv2DTranspose`` (kernel 2, stride 2, "same" padding: MAXIM's
+    decoder upsampling); inside :func:`portable_graph` written as a 1x1 convolution
+    to 4x the channels and a depth-to-space.
+
+    The two are the same map: with kernel 2 and stride 2 the output pixel
+    ``(2i + a, 2j + b)`` is ``x[i, j] @ kernel[a, b]`` (no overlap), and depth-to-space
+    puts channel ``(2a + b) * filters + o`` of pixel ``(i, j)`` there. The transposed
+    convolution needs an output-shape tensor computed from the input size, so in a
+    dynamic-size TFLite file XNNPACK leaves it to LiteRT's builtin kernel (slow in
+    int8); the 1x1 convolution and ``DEPTH_TO_SPACE`` have static parameters.
+
+    Args:
+        filters: output channels.
+        **kwargs: the other arguments of ``keras.layers.Conv2DTranspose`` with
+            ``kernel_size=2``, ``strides=2``, ``padding="same"`` (the defaults here).
+    """
+
+    def __init__(self, filters, kernel_size=2, strides=2, padding="same", **kwargs):
+        if pair(kernel_size) != (2, 2) or pair(strides) != (2, 2) or padding != "same":
+            raise ValueError(f"Conv2DTranspose supports kernel_size=2, strides=2, padding='same' only. "
+                             f"Received: kernel_size={kernel_size}, strides={strides}, padding={padding!r}")
+        super().__init__(filters, 2, strides=2, padding="same", **kwargs)
+
+    def call(self, inputs):
+        if not is_portable():
+            return super().call(inputs)
+        kernel = tf.cast(self.kernel, inputs.dtype)  # [a, b, filters, in]
+        columns = tf.reshape(tf.transpose(kernel, [3, 0, 1, 2]), [1, 1, -1, 4 * self.filters])
+        y = tf.nn.conv2d(inputs, columns, 1, "VALID")
+        if self.use_bias:
+            y = tf.nn.bias_add(y, tf.tile(tf.cast(self.bias, inputs.dtype), [4]))
+        return tf.nn.depth_to_space(y, 2)
+
+
+for _cls in (Dense, SpatialDense, Conv2D, LayerNormalization, Conv2DTranspose):
     keras.saving.register_keras_serializable(package="maxim_tf.fused")(_cls)

@@ -96,8 +96,8 @@ class _Block(keras.layers.Layer):
             name=name, dtype=self.dtype_policy)
 
     def _conv_up(self, filters, name):
-        return keras.layers.Conv2DTranspose(
-            filters, 2, strides=2, padding="same", use_bias=self.use_bias,
+        return fused.Conv2DTranspose(
+            filters, use_bias=self.use_bias,
             kernel_initializer="lecun_normal", name=name, dtype=self.dtype_policy,
         )
 

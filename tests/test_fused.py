@@ -35,13 +35,20 @@ def _gelu_tanh(y):
     return 0.5 * y * (1 + np.tanh(np.sqrt(2 / np.pi) * (y + 0.044715 * y**3)))
 
 
+def _graph_mode(portable):
+    return fused.portable_graph() if portable else contextlib.nullcontext()
+
+
 @pytest.mark.parametrize("activation", [None, "gelu", "leaky_relu"])
 @pytest.mark.parametrize("dynamic", [False, True])
-def test_dense_equals_keras(rng, activation, dynamic):
+@pytest.mark.parametrize("portable", [False, True])  # 2-D matmul / 1x1 convolution
+def test_dense_equals_keras(rng, activation, dynamic, portable):
     layer = _built(fused.Dense(6, activation=activation))
     x = rng.normal(size=(2, 5, 7, 8)).astype("float32")
     spec = DYNAMIC if dynamic else tf.TensorSpec(x.shape, tf.float32)
-    fn = tf.function(lambda t: layer(t), input_signature=[spec])
+    with _graph_mode(portable):
+        fn = tf.function(lambda t: layer(t), input_signature=[spec])
+        fn.get_concrete_function()
     want = _keras_dense(layer, 6)(x).numpy()
     if activation == "gelu":
         want = _gelu_tanh(want)
@@ -50,8 +57,8 @@ def test_dense_equals_keras(rng, activation, dynamic):
     np.testing.assert_allclose(fn(x).numpy(), want, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("dynamic", [False, True])
-def test_dense_epilogues_equal_their_reference_forms(rng, dynamic):
+@pytest.mark.parametrize("portable", [False, True])
+def test_dense_epilogues_equal_their_reference_forms(rng, portable):
     layer = _built(fused.Dense(6))
     ref = _keras_dense(layer, 6)
     u = rng.normal(size=(2, 5, 7, 3)).astype("float32")
@@ -59,10 +66,12 @@ def test_dense_epilogues_equal_their_reference_forms(rng, dynamic):
     res = rng.normal(size=(2, 5, 7, 6)).astype("float32")
     x = np.concatenate([u, v], -1)
     full = ref(x).numpy()
-    np.testing.assert_allclose(layer(x, residual=res).numpy(), full + res, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(layer([u, v]).numpy(), full, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(layer([u, v], residual=res).numpy(), full + res, rtol=1e-5, atol=1e-5)
-    halves = layer(x, split=2)
+    with _graph_mode(portable):  # traced: the portable form is chosen when tracing
+        call = tf.function(lambda *a, **k: layer(*a, **k))
+        np.testing.assert_allclose(call(x, residual=res).numpy(), full + res, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(call([u, v]).numpy(), full, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(call([u, v], residual=res).numpy(), full + res, rtol=1e-5, atol=1e-5)
+        halves = call(x, split=2)
     assert len(halves) == 2
     for got, want in zip(halves, np.split(full, 2, -1)):
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-5)
@@ -135,6 +144,39 @@ def test_conv_equals_keras(rng, strides, kernel):
     lrelu = _built(fused.Conv2D(5, kernel, strides=strides, activation="leaky_relu", negative_slope=0.1))
     lrelu.set_weights(layer.get_weights())
     np.testing.assert_allclose(lrelu(x).numpy(), np.where(want > 0, want, 0.1 * want), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("portable", [False, True])  # transposed conv / 1x1 conv + depth-to-space
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_conv_transpose_equals_keras(rng, portable, use_bias):
+    layer = fused.Conv2DTranspose(6, use_bias=use_bias)
+    ref = keras.layers.Conv2DTranspose(6, 2, strides=2, padding="same", use_bias=use_bias)
+    x = rng.normal(size=(2, 5, 7, 8)).astype("float32")
+    ref.build(x.shape)
+    for v in ref.weights:
+        v.assign(rng.normal(0, 0.3, v.shape).astype("float32"))
+    layer.build(x.shape)
+    layer.set_weights(ref.get_weights())
+    with _graph_mode(portable):
+        got = tf.function(lambda t: layer(t), input_signature=[DYNAMIC])(x).numpy()
+    assert got.shape == (2, 10, 14, 6)
+    np.testing.assert_allclose(got, ref(x).numpy(), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="kernel_size=2, strides=2"):
+        fused.Conv2DTranspose(6, kernel_size=3)
+
+
+def test_portable_graph_has_no_size_dependent_reshapes():
+    """Dense and the upsampling need no shape computed from the input size in the
+    portable graph (XNNPACK cannot take a reshape or transposed conv without static
+    shapes, and splits a dynamic-size TFLite file there)."""
+    dense, up = _built(fused.Dense(6)), fused.Conv2DTranspose(4)
+    up.build((None, None, None, 6))
+    fn = tf.function(lambda t: up(dense(t, residual=t[..., :6])))
+    with fused.portable_graph():
+        ops = _op_types(fn, DYNAMIC)
+    assert {"Conv2D", "DepthToSpace"} <= ops
+    assert not ops & {"Shape", "Conv2DBackpropInput", "MatMul"}, ops
+    assert {"Shape", "Conv2DBackpropInput", "MatMul"} <= _op_types(tf.function(lambda t: up(dense(t))), DYNAMIC)
 
 
 def test_unknown_activation_is_refused():
