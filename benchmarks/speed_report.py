@@ -21,7 +21,7 @@ Measures, in one process, on whatever CPU runs it:
    training crops, as ``scripts/ship_models.py`` does with 32), calls alternated, with the
    shipped denoiser's TF graph beside them;
 5. with ``--official-python`` and ``--official-code``: the official JAX code on
-   the same sizes (``benchmarks/official_speed.py``, in a subprocess of this run,
+   the same sizes or ``--official-sizes`` (``benchmarks/official_speed.py``, in a subprocess of this run,
    right after our fp32 measurement) and our speed-up over it per size.
 
 Writes ``speed_report.json`` and ``speed_report.md`` into ``-o``.
@@ -161,7 +161,8 @@ def markdown(r):
     peak = r["matmul_gflops"]["float32"]
     lines = [f"CPU: {r['cpu']}, {r['cores']} cores. Same-run 4096² matmul: **{peak:.0f} GFLOP/s "
              f"fp32**, {r['matmul_gflops']['bfloat16']:.0f} GFLOP/s bf16 (mean of before and "
-             f"after). Allocator: {r.get('malloc', 'glibc defaults')}.", "",
+             f"after). Allocator: {r.get('malloc', 'glibc defaults')}. TensorFlow's oneDNN "
+             f"kernels: {_onoff(r.get('onednn'))}.", "",
              "| measure | value |", "|---|---|"]
     for row in r["fp32"]:
         pct = 100 * row["work_gflop"] / row["min_s"] / peak
@@ -171,6 +172,8 @@ def markdown(r):
     if r.get("official"):
         o = r["official"]
         for row in r["fp32"]:
+            if str(row["size"]) not in o["times"]:
+                continue
             t = min(o["times"][str(row["size"])])
             lines.append(f"| speed-up over the official JAX code (jax {o['jax']}), S-3 "
                          f"{row['size']}² | **{t / row['min_s']:.2f}×** ({t:.2f} s) |")
@@ -198,6 +201,16 @@ def markdown(r):
     return "\n".join(lines) + "\n"
 
 
+def _onoff(flag):
+    return {True: "on", False: "off (Eigen)"}.get(flag, "not recorded")
+
+
+def _onednn_enabled():
+    from tensorflow.python.util import _pywrap_util_port
+
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
 def _cpu_name():
     try:
         for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
@@ -219,6 +232,9 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=2, help="TFLite threads (default 2)")
     p.add_argument("--official-python", help="an interpreter with jax, flax and einops")
     p.add_argument("--official-code", help="a checkout of google-research/maxim")
+    p.add_argument("--official-sizes", type=int, nargs="+",
+                   help="sizes for the official code (default: --sizes; on a slow CPU "
+                   "leave out the largest: it takes minutes per call)")
     p.add_argument("-o", "--output-dir", default=str(REPO / "benchmarks" / "results"))
     args = p.parse_args(argv)
     import os
@@ -233,11 +249,11 @@ def main(argv=None):
     before = {"float32": matmul("float32"), "bfloat16": matmul("bfloat16")}
     log(f"matmul fp32 {before['float32']:.0f}, bf16 {before['bfloat16']:.0f} GFLOP/s")
     report = {"cpu": _cpu_name(), "cores": os.cpu_count(), "threads": args.threads,
-              "repeats": args.repeats, "malloc": malloc}
+              "repeats": args.repeats, "malloc": malloc, "onednn": _onednn_enabled()}
     report["fp32"] = fp32_scaling(args.sizes, args.repeats, log)
     if args.official_python and args.official_code:
         report["official"] = official_speed(args.official_python, args.official_code,
-                                            args.sizes, args.repeats, log)
+                                            args.official_sizes or args.sizes, args.repeats, log)
     report["bf16"] = bf16_speed(args.repeats, log)
     report["bf16_psnr"] = bf16_psnr(pathlib.Path(args.data) / "val", log)
     report["tflite"] = int8_speed(args.data, args.threads, args.repeats, log)
