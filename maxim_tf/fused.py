@@ -98,6 +98,26 @@ def _cpu_flags():
 
 
 @functools.lru_cache(maxsize=None)
+def _avx2_onednn():
+    """True on x86-64 (Linux) CPUs with AVX2 but no AVX-512 where TensorFlow runs oneDNN:
+    there oneDNN has no direct NHWC convolution (it runs them as im2col + GEMM) and
+    its tanh uses vector gathers, the two slow spots :func:`gelu_form` and
+    :func:`conv_form` route around."""
+    from tensorflow.python.util import _pywrap_util_port
+
+    flags = _cpu_flags()
+    return (platform.machine().lower() in ("x86_64", "amd64") and flags is not None
+            and "avx2" in flags and "avx512f" not in flags and _pywrap_util_port.IsMklEnabled())
+
+
+def _forced(variable, forms):
+    forced = os.environ.get(variable, "").strip().lower()
+    if forced and forced not in forms:
+        raise ValueError(f"{variable} must be one of {forms}. Received: {forced!r}")
+    return forced
+
+
+@functools.lru_cache(maxsize=None)
 def gelu_form():
     """How float32 traces outside :func:`portable_graph` write GELU: ``"fused"`` or ``"sigmoid"``.
 
@@ -107,22 +127,54 @@ def gelu_form():
     65536x32 @ 32x64 matmul took 2.4 ms plain and 11.6 ms with the fused GELU, 3.7 ms
     with a fused sigmoid. ``"sigmoid"`` writes the same function as
     ``y * sigmoid(y * (2a + 2ab y²))`` (equal up to float rounding: over [-16, 16]
-    at most 3.7e-7 from the float64 formula, ``tf.nn.gelu`` 9.4e-7), a few cheap elementwise passes after a plain fused
-    matmul; it is the default on x86-64 Linux CPUs without AVX-512 when TensorFlow
-    runs oneDNN, ``"fused"`` elsewhere. ``MAXIM_TF_GELU=fused|sigmoid`` overrides
-    the choice (read once, at the first trace).
+    at most 3.7e-7 from the float64 formula, ``tf.nn.gelu`` 9.4e-7), a few cheap
+    elementwise passes after a plain fused matmul; it is the default on x86-64 Linux
+    CPUs without AVX-512 when TensorFlow runs oneDNN, ``"fused"`` elsewhere.
+    ``MAXIM_TF_GELU=fused|sigmoid`` overrides the choice (read once, at the first trace).
     """
-    forced = os.environ.get("MAXIM_TF_GELU", "").strip().lower()
-    if forced:
-        if forced not in GELU_FORMS:
-            raise ValueError(f"MAXIM_TF_GELU must be one of {GELU_FORMS}. Received: {forced!r}")
-        return forced
-    from tensorflow.python.util import _pywrap_util_port
+    return _forced("MAXIM_TF_GELU", GELU_FORMS) or ("sigmoid" if _avx2_onednn() else "fused")
 
-    flags = _cpu_flags()
-    avx2_only = flags is not None and "avx2" in flags and "avx512f" not in flags
-    x86 = platform.machine().lower() in ("x86_64", "amd64")
-    return "sigmoid" if x86 and avx2_only and _pywrap_util_port.IsMklEnabled() else "fused"
+
+CONV_FORMS = ("native", "rows")
+# Below this many input channels oneDNN's im2col convolution was as fast or faster.
+ROWS_MIN_CHANNELS = 96
+
+
+@functools.lru_cache(maxsize=None)
+def conv_form():
+    """How float32 traces outside :func:`portable_graph` write a stride-1 k x k
+    convolution (k odd, > 1) with at least ``ROWS_MIN_CHANNELS`` input channels:
+    ``"native"`` (one ``Conv2D``) or ``"rows"`` (k matmuls, one per kernel row, over
+    the k column shifts of the padded input concatenated on channels).
+
+    On x86 CPUs without AVX-512 oneDNN runs NHWC convolutions as im2col + GEMM, slow
+    from about 96 channels on: on a 2-vCPU AMD Zen 3, 3x3 convolutions of 128
+    channels took 23.1 / 99 ms at 64² / 128² natively and 13.8 / 47 ms as rows
+    (1.7x / 2.1x; 96 channels 1.6-1.9x; 64 or fewer channels 0.7-0.8x, hence the
+    threshold). ``"rows"`` is the default where :func:`gelu_form` defaults to
+    ``"sigmoid"``; ``MAXIM_TF_CONV=native|rows`` overrides (read once).
+    """
+    return _forced("MAXIM_TF_CONV", CONV_FORMS) or ("rows" if _avx2_onednn() else "native")
+
+
+def conv_rows(x, kernel, bias=None):
+    """``conv2d(x, kernel, stride 1, "SAME") [+ bias]`` for an odd k x k kernel, as k
+    matmuls of ``[pixels, k * C_in] @ [k * C_in, C_out]`` (see :func:`conv_form`);
+    returns ``[pixels, C_out]`` rows (the caller applies the activation and reshapes)."""
+    kh, kw, c, co = kernel.shape
+    n, h, w, _ = mops.dims(x)
+    ph, pw = kh // 2, kw // 2
+    padded = tf.pad(x, [[0, 0], [ph, ph], [pw, pw], [0, 0]])
+    columns = tf.concat([padded[:, :, j:j + w] for j in range(kw)], -1)  # n, h + 2ph, w, kw c
+    y = None
+    for i in range(kh):
+        part = tf.matmul(tf.reshape(columns[:, i:i + h], [-1, kw * c]),
+                         tf.reshape(kernel[i], [kw * c, co]))
+        if y is None:
+            y = tf.nn.bias_add(part, bias) if bias is not None else part
+        else:
+            y = part + y  # the Add rides on the matmul
+    return y
 
 
 def gelu(y):
@@ -350,7 +402,16 @@ class Conv2D(keras.layers.Conv2D):
         self.negative_slope = float(negative_slope)
 
     def call(self, inputs):
-        y = tf.nn.conv2d(inputs, tf.cast(self.kernel, inputs.dtype), strides=self.strides,
+        kernel = tf.cast(self.kernel, inputs.dtype)
+        kh, kw = self.kernel_size
+        if (kh == kw and kh % 2 and kh > 1 and tuple(self.strides) == (1, 1)
+                and tuple(self.dilation_rate) == (1, 1) and inputs.dtype == tf.float32
+                and inputs.shape[-1] >= ROWS_MIN_CHANNELS and not is_portable()
+                and conv_form() == "rows"):
+            y = conv_rows(inputs, kernel, tf.cast(self.bias, inputs.dtype) if self.use_bias else None)
+            y = activate(y, self.fused_activation, self.negative_slope)
+            return tf.reshape(y, _dims(inputs, self.filters))
+        y = tf.nn.conv2d(inputs, kernel, strides=self.strides,
                          padding="SAME", dilations=self.dilation_rate)
         if self.use_bias:
             y = tf.nn.bias_add(y, tf.cast(self.bias, inputs.dtype))

@@ -146,6 +146,55 @@ def test_conv_equals_keras(rng, strides, kernel):
     np.testing.assert_allclose(lrelu(x).numpy(), np.where(want > 0, want, 0.1 * want), rtol=1e-5, atol=1e-5)
 
 
+@pytest.fixture
+def conv_form(monkeypatch):
+    """Set ``MAXIM_TF_CONV`` for one test (the choice is cached per process)."""
+    def choose(form):
+        monkeypatch.setenv("MAXIM_TF_CONV", form)
+        fused.conv_form.cache_clear()
+    yield choose
+    monkeypatch.delenv("MAXIM_TF_CONV", raising=False)
+    fused.conv_form.cache_clear()
+
+
+@pytest.mark.parametrize("kernel,use_bias,activation", [(3, True, "leaky_relu"), (3, False, None), (5, True, None)])
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_conv_rows_form_equals_keras(rng, conv_form, kernel, use_bias, activation, dynamic):
+    channels = fused.ROWS_MIN_CHANNELS  # the row form starts here
+    layer = fused.Conv2D(7, kernel, use_bias=use_bias, activation=activation)
+    _built(layer, channels)
+    ref = keras.layers.Conv2D(7, kernel, padding="same", use_bias=use_bias)
+    ref.build((None, None, None, channels))
+    ref.set_weights(layer.get_weights())
+    x = rng.normal(size=(2, 9, 11, channels)).astype("float32")
+    want = ref(x).numpy()
+    if activation:
+        want = np.where(want > 0, want, 0.2 * want)
+    spec = tf.TensorSpec([None, None, None, channels] if dynamic else x.shape, tf.float32)
+    conv_form("rows")
+    fn = tf.function(lambda t: layer(t), input_signature=[spec])
+    types = {op.type for op in fn.get_concrete_function().graph.get_operations()}
+    assert "Conv2D" not in types and "MatMul" in types, sorted(types)
+    np.testing.assert_allclose(fn(x).numpy(), want, rtol=1e-4, atol=1e-4)
+
+
+def test_conv_rows_form_only_where_it_pays(rng, conv_form):
+    conv_form("rows")
+    spec = tf.TensorSpec([None, None, None, fused.ROWS_MIN_CHANNELS - 1], tf.float32)
+    for layer in (fused.Conv2D(4, 3), fused.Conv2D(4, 4, strides=2), fused.Conv2D(4, 1)):
+        _built(layer, fused.ROWS_MIN_CHANNELS - 1)
+        graph = tf.function(lambda t, layer=layer: layer(t)).get_concrete_function(spec).graph
+        assert "Conv2D" in {op.type for op in graph.get_operations()}
+    conv_form("native")
+    layer = _built(fused.Conv2D(4, 3), fused.ROWS_MIN_CHANNELS)
+    spec = tf.TensorSpec([None, None, None, fused.ROWS_MIN_CHANNELS], tf.float32)
+    graph = tf.function(lambda t: layer(t)).get_concrete_function(spec).graph
+    assert "Conv2D" in {op.type for op in graph.get_operations()}
+    conv_form("winograd")
+    with pytest.raises(ValueError, match="MAXIM_TF_CONV must be one of"):
+        fused.conv_form()
+
+
 @pytest.mark.parametrize("portable", [False, True])  # transposed conv / 1x1 conv + depth-to-space
 @pytest.mark.parametrize("use_bias", [True, False])
 def test_conv_transpose_equals_keras(rng, portable, use_bias):
