@@ -425,8 +425,9 @@ class Conv2D(keras.layers.Conv2D):
 
 class LayerNormalization(keras.layers.LayerNormalization):
     """``keras.layers.LayerNormalization`` over the last axis, written (for float32
-    outside :func:`portable_graph`) as the pattern Grappler fuses into one
-    ``_MklLayerNorm`` pass (see the module docstring); otherwise the Keras layer.
+    and bfloat16 outside :func:`portable_graph`) as the pattern Grappler fuses into
+    one ``_MklLayerNorm`` pass (see the module docstring; statistics in float32
+    either way); otherwise the Keras layer.
 
     Args:
         epsilon: added to the variance (MAXIM uses Flax's 1e-6).
@@ -439,19 +440,26 @@ class LayerNormalization(keras.layers.LayerNormalization):
         # With a static pixel count Grappler constant-folds the Fill ops and the
         # pattern no longer matches (an unfused training-mode batch norm is
         # slower than Keras' layer norm): only traces with unknown H, W fuse.
-        if (is_portable() or inputs.dtype != tf.float32 or not (self.scale and self.center)
+        if (is_portable() or inputs.dtype not in (tf.float32, tf.bfloat16)
+                or not (self.scale and self.center)
                 or getattr(self, "rms_scaling", False) or flat.shape[0] is not None):
             return super().call(inputs)
         flat_shape = tf.shape(flat)
         pixels = flat_shape[0:1]
         # The raw op: the tf.nn wrapper raises epsilon to cuDNN's old 1.001e-5.
+        # On bfloat16 inputs (mixed_bfloat16) FusedBatchNormV3 computes the mean
+        # and variance in float32 (its U type), and so does the fused oneDNN
+        # layer norm it becomes; Keras' own layer instead casts the whole tensor
+        # to float32 and back, which no pass fuses (5 memory passes per norm).
         empty = tf.constant([], tf.float32)
         y = tf.raw_ops.FusedBatchNormV3(
             x=tf.reshape(flat, tf.concat([[1], pixels, [c, 1]], 0)),
             scale=tf.fill(pixels, 1.0), offset=tf.fill(pixels, 0.0), mean=empty, variance=empty,
             epsilon=float(self.epsilon), data_format="NCHW", is_training=True).y
-        y = tf.reshape(y, flat_shape) * self.gamma + self.beta
-        return tf.reshape(y, _dims(inputs, c))
+        gamma = tf.cast(self.gamma, inputs.dtype)
+        beta = tf.cast(self.beta, inputs.dtype)
+        y = tf.reshape(y, flat_shape) * gamma + beta
+        return tf.cast(tf.reshape(y, _dims(inputs, c)), self.compute_dtype)
 
 
 class Conv2DTranspose(keras.layers.Conv2DTranspose):

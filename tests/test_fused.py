@@ -249,6 +249,32 @@ def test_layer_norm_equals_flax_formula(rng, dynamic, scale):
     np.testing.assert_allclose(fn(x).numpy(), want, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("offset", [0.0, 40.0])
+def test_bfloat16_layer_norm_keeps_float32_statistics(rng, offset):
+    # mixed_bfloat16: bf16 in and out, mean and variance in float32 inside the
+    # one batch-norm (or fused oneDNN) pass. A large common offset is where
+    # bf16 statistics would fail: 40 + N(0, 1) has ~0.25 resolution in bf16 and
+    # its sum of squares (~1.3e4 over 8 channels) none for a variance of 1.
+    layer = _built(fused.LayerNormalization(epsilon=L.LN_EPS, dtype="mixed_bfloat16"))
+    x = tf.cast(rng.normal(size=(2, 6, 10, 8)).astype("float32") + offset, tf.bfloat16)
+    fn = tf.function(lambda t: layer(t), input_signature=[tf.TensorSpec([None, None, None, 8], tf.bfloat16)])
+    assert "FusedBatchNormV3" in {op.type for op in fn.get_concrete_function().graph.get_operations()}
+    got = fn(x)
+    assert got.dtype == tf.bfloat16
+    x64 = x.numpy().astype(np.float64)
+    mean, var = x64.mean(-1, keepdims=True), x64.var(-1, keepdims=True)
+    want = (x64 - mean) / np.sqrt(var + L.LN_EPS) * layer.gamma.numpy() + layer.beta.numpy()
+    # Output rounding of bf16 (8 significant bits): 2**-8 relative, ~2e-2 near |y| = 3.
+    np.testing.assert_allclose(got.numpy().astype(np.float64), want, rtol=2**-7, atol=2e-2)
+
+
+def test_bfloat16_layer_norm_fuses_on_onednn(onednn, rng, tmp_path):
+    layer = _built(fused.LayerNormalization(epsilon=L.LN_EPS, dtype="mixed_bfloat16"))
+    fn = tf.function(lambda t: layer(t), input_signature=[tf.TensorSpec([None, None, None, 8], tf.bfloat16)])
+    ops = _runtime_ops(fn, tf.cast(rng.normal(size=(1, 8, 8, 8)), tf.bfloat16), tmp_path)
+    assert "_MklLayerNorm" in ops, sorted(ops)
+
+
 def _op_types(fn, spec):
     return {op.type for op in fn.get_concrete_function(spec).graph.get_operations()}
 
@@ -279,11 +305,16 @@ def _runtime_ops(fn, x, tmp_path):
     return {n.rsplit(":", 1)[-1] for n in names if ":" in n}
 
 
-def test_gmlp_layer_fuses_on_onednn(rng, tmp_path):
+@pytest.fixture
+def onednn():
+    """Skip where TensorFlow runs without oneDNN (aarch64, ``TF_ENABLE_ONEDNN_OPTS=0``)."""
     from tensorflow.python.util import _pywrap_util_port
 
     if not _pywrap_util_port.IsMklEnabled():
         pytest.skip("Grappler's oneDNN fusions need a oneDNN (x86) TensorFlow build")
+
+
+def test_gmlp_layer_fuses_on_onednn(onednn, rng, tmp_path):
     layer = _built(L.GmlpLayer("grid", 2))
     fn = tf.function(lambda t: layer(t), input_signature=[DYNAMIC])
     ops = _runtime_ops(fn, tf.constant(rng.normal(size=(1, 8, 8, 8)).astype("float32")), tmp_path)
