@@ -158,7 +158,7 @@ class ChannelAttention(_Block):
         self.conv_1.build((input_shape[0], 1, 1, self.features // self.reduction))
 
     def call(self, x):
-        y = ops.mean(x, axis=(1, 2), keepdims=True)
+        y = mops.spatial_mean(x)
         y = ops.relu(self.conv_0(y))
         y = ops.sigmoid(self.conv_1(y))
         return x * y

@@ -426,7 +426,8 @@ class _Wiring:
                         upsample_y=False, name=f"stage_{s}_input_fuse_sam_{i}", **self.common,
                     )(x_scale, sam_features.pop())
                 else:
-                    cat = keras.layers.Concatenate(name=f"stage_{s}_input_cat_{i}")(
+                    cat = keras.layers.Concatenate(name=f"stage_{s}_input_cat_{i}",
+                                                   dtype=self.common["dtype"])(
                         [x_scale, sam_features.pop()])
                     x_scale = self.conv((2**i) * F, 1, f"stage_{s}_input_catconv_{i}")(cat)
             x_scales.append(x_scale)
@@ -442,7 +443,8 @@ class _Wiring:
             cross = None
             if s > 0:
                 enc_prev, dec_prev = encs_prev.pop(), decs_prev.pop()
-                cross = keras.layers.Add(name=f"stage_{s}_enc_dec_sum_{i}")([enc_prev, dec_prev])
+                cross = keras.layers.Add(name=f"stage_{s}_enc_dec_sum_{i}",
+                                         dtype=self.common["dtype"])([enc_prev, dec_prev])
             x, bridge = L.UNetEncoderBlock(
                 (2**i) * F, block, grid, c["num_groups"], c["lrelu_slope"],
                 input_proj_factor=c["input_proj_factor"],
@@ -475,7 +477,7 @@ class _Wiring:
                 L.UpSampleRatio((2**i) * F, 2.0 ** (j - i), name=self.auto_name("UpSampleRatio"),
                                 **self.common)(enc)
                 for j, enc in enumerate(encs)
-            ], f"stage_{s}_skip_signal_{i}")
+            ], f"stage_{s}_skip_signal_{i}", self.common["dtype"])
             if c["use_cross_gating"]:
                 skips, global_feature = L.CrossGatingBlock(
                     (2**i) * F, block, grid, c["input_proj_factor"], c["dropout_rate"],
@@ -499,7 +501,7 @@ class _Wiring:
                 L.UpSampleRatio((2**i) * F, 2.0 ** (depth - j - 1 - i),
                                 name=self.auto_name("UpSampleRatio"), **self.common)(skip)
                 for j, skip in enumerate(skip_features)
-            ], f"stage_{s}_decoder_signal_{i}")
+            ], f"stage_{s}_decoder_signal_{i}", self.common["dtype"])
             x = L.UNetDecoderBlock(
                 (2**i) * F, block, grid, c["num_groups"], c["lrelu_slope"],
                 input_proj_factor=c["input_proj_factor"],
@@ -523,10 +525,12 @@ class _Wiring:
         return outputs, decs, sam_features
 
 
-def _concat(tensors, name):
+def _concat(tensors, name, dtype):
+    """Channel concatenation in the model's policy (a layer left at the global
+    float32 policy would cast bfloat16 features to float32 and back)."""
     if len(tensors) == 1:
         return tensors[0]
-    return keras.layers.Concatenate(axis=-1, name=name)(tensors)
+    return keras.layers.Concatenate(axis=-1, name=name, dtype=dtype)(tensors)
 
 
 def count_official_params(config):

@@ -149,6 +149,16 @@ def position_columns_to_image(columns, image_dims, axis, size):
     return tf.reshape(x, [n, h, w, c])
 
 
+def spatial_mean(x):
+    """Mean over H and W of ``[N, H, W, C]``, kept as ``[N, 1, 1, C]`` in x's dtype.
+
+    ``keras.ops.mean`` casts a bfloat16 tensor to float32 before reducing (a full
+    copy of the activation); TensorFlow's reduction accumulates bfloat16 in
+    float32 itself, so only the result is rounded.
+    """
+    return tf.reduce_mean(x, axis=(1, 2), keepdims=True)
+
+
 def triangle_taps(factor):
     """1-D taps of the antialiased bilinear ×1/factor downscale.
 

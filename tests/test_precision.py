@@ -60,3 +60,23 @@ def test_auto_backend_runs_shipped_models_on_keras_where_a_cuda_gpu_is(monkeypat
     monkeypatch.setattr(restore, "cuda_gpu_present", lambda: True)
     assert maxim_tf.Restorer("denoise").backend == "keras"
     assert maxim_tf.Restorer("denoise", backend="litert").backend == "litert"  # asked for
+
+
+def test_bfloat16_graph_casts_no_activations_to_float32(converted_tiny2s):
+    # Every layer computes in the model's policy: a layer left at the global
+    # float32 policy (or a float32 mean) casts whole bf16 activations to float32
+    # and back. What may stay: the float32 input, TensorFlow's float32-only
+    # resize, and the float32 outputs (input residual, outputs cast to float32).
+    import tensorflow as tf
+
+    bf16 = converted_tiny2s.with_precision("bfloat16")
+    fn = tf.function(lambda t: bf16(t, training=False),
+                     input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+    casts = [op for op in fn.get_concrete_function().graph.get_operations()
+             if op.type == "Cast" and op.inputs[0].shape.rank == 4
+             and op.inputs[0].op.type not in ("ReadVariableOp", "Const")]  # weights: small
+    up = [op for op in casts if op.outputs[0].dtype == tf.float32]
+    assert len(up) <= len(bf16.outputs), [op.name for op in up]
+    down = [op for op in casts if op.outputs[0].dtype == tf.bfloat16]
+    sources = {op.inputs[0].op.type for op in down}
+    assert sources <= {"Placeholder", "Identity", "ResizeBilinear"}, sources
