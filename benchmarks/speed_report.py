@@ -211,16 +211,30 @@ def _onednn_enabled():
     return bool(_pywrap_util_port.IsMklEnabled())
 
 
-def _cpu_name():
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
+# The units the speed targets depend on (matmul width, bf16, AMX), from /proc/cpuinfo.
+_CPU_FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 
-    return platform.processor() or "unknown CPU"
+
+def _cpu_name():
+    """The model name, with the family/model numbers and the units above (VMs often
+    report only "AMD EPYC"; family 25 is Zen 3/4, 26 is Zen 5)."""
+    try:
+        info = {}
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+            if key.strip() == "flags":
+                break
+    except OSError:
+        info = {}
+    if "model name" not in info:
+        import platform
+
+        return platform.processor() or "unknown CPU"
+    flags = set(info.get("flags", "").split())
+    units = ", ".join(f for f in _CPU_FEATURES if f in flags) or "no AVX2"
+    return (f"{info['model name']} (family {info.get('cpu family', '?')} model "
+            f"{info.get('model', '?')}; {units})")
 
 
 def main(argv=None):
