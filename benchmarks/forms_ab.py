@@ -1,7 +1,7 @@
 """Before/after of the CPU graph forms (:func:`maxim_tf.fused.gelu_form`, :func:`~maxim_tf.fused.conv_form`).
 
     python benchmarks/forms_ab.py [--models S-3 denoise] [--sizes 256 512]
-        [--rounds 3] [-o benchmarks/results]
+        [--rounds 3] [--forms GELU,CONV] [-o benchmarks/results]
 
 In one process, for each model (a variant with random weights, or a shipped model
 name) and size: the Restorer's graph (one trace for every size) traced twice, once
@@ -59,6 +59,9 @@ def main(argv=None):
     p.add_argument("--models", nargs="+", default=["S-3", "denoise"])
     p.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--forms", metavar="GELU,CONV",
+                   help="compare the stock forms with these (e.g. sigmoid,rows: the AVX2 "
+                        "forms, to measure them on another CPU) instead of this machine's choice")
     p.add_argument("-o", "--output-dir", default=str(REPO / "benchmarks" / "results"))
     args = p.parse_args(argv)
 
@@ -67,11 +70,15 @@ def main(argv=None):
 
     from maxim_tf.tools.benchmark import load_model
 
+    candidate = {}
+    if args.forms:
+        gelu, _, conv = args.forms.partition(",")
+        candidate = {"MAXIM_TF_GELU": gelu, "MAXIM_TF_CONV": conv or "native"}
     rows = []
     for name in args.models:
         model = load_model(name)
         stock, stock_forms = _traced(model, STOCK)
-        default, default_forms = _traced(model, {})
+        default, default_forms = _traced(model, candidate)
         for size in args.sizes:
             x = tf.constant(np.random.default_rng(0).random((1, size, size, 3), dtype=np.float32))
             out = {}
@@ -96,10 +103,11 @@ def main(argv=None):
     out_dir = pathlib.Path(args.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     meta = {"cpu": _cpu_name(), "rounds": args.rounds,
-            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS")}
+            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS"), "forms": args.forms}
     (out_dir / "forms_ab.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     lines = ["Graph forms before/after, one run (`python benchmarks/forms_ab.py`): stock = "
-             "`MAXIM_TF_GELU=fused MAXIM_TF_CONV=native`, default = this machine's choice; "
+             "`MAXIM_TF_GELU=fused MAXIM_TF_CONV=native`, default = "
+             + (f"`--forms {args.forms}`" if args.forms else "this machine's choice") + "; "
              f"min of {args.rounds} alternated calls, batch 1, fp32.", "",
              "| model | size | stock forms | default forms | stock s | default s | speed-up | max abs diff (output range) |",
              "|---|---|---|---|---|---|---|---|"]
