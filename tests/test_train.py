@@ -323,3 +323,26 @@ def test_single_output_model_trains_and_evaluates(tmp_path):
     assert_ok(proc)
     assert re.search(r"step 2: \w+ PSNR [0-9.]+ dB, SSIM [0-9.]+ over 2 images",
                      proc.stdout + proc.stderr), proc.stderr[-3000:]
+
+
+def test_training_without_tensorboard_warns_and_still_logs(tmp_path):
+    # TensorBoard comes with the `train` extra; a plain `pip install maxim-tf[cpu]` has
+    # none, and tf.summary.scalar then raises TBNotInstalledError whatever the writer:
+    # training once died at its first log step. Now it warns and keeps the JSONL log.
+    config = write_config(
+        tmp_path, steps=2, eval_every=2, eval_images=2, augment={"mixup": 0.0},
+        model=dict(MODEL, num_stages=1, num_supervision_scales=1),
+        data={"source": "synthetic", "folder": str(make_photos(tmp_path / "photos")),
+              "val_folder": str(make_photos(tmp_path / "val", 2)),
+              "degradations": [{"type": "gaussian_noise", "sigma": [0, 50]}]})
+    blocked = ("import sys; sys.modules['tensorboard'] = None; "  # import tensorboard -> ImportError
+               "from maxim_tf.cli import console_main; sys.argv = ['maxim-tf'] + sys.argv[1:]; "
+               "console_main()")
+    proc = run([sys.executable, "-c", blocked, *train_cmd(config, tmp_path / "run")[3:]])
+    assert_ok(proc)
+    out = proc.stdout + proc.stderr
+    assert "TensorBoard is not installed" in out, out[-3000:]
+    assert sorted(losses_by_step(tmp_path / "run")) == [1, 2]
+    assert re.search(r"step 2: \w+ PSNR [0-9.]+ dB", out), out[-3000:]
+    assert not list((tmp_path / "run").glob("tensorboard/*")), "no TensorBoard events expected"
+    assert (tmp_path / "run" / "model.keras").is_file()

@@ -33,6 +33,7 @@ hooks=...)``); the production loop has no test-only switches.
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -562,8 +563,11 @@ def _train_loop(s, *, progress):
             seed=cfg["seed"], start_step=s.start, augment=cfg["augment"], input_context=ctx))
     iterator = iter(dist_ds)
     train_step = _make_train_step(s)
-    writer = tf.summary.create_file_writer(str(s.model_dir / "tensorboard")) if s.chief \
-        else tf.summary.create_noop_writer()
+    if s.chief and not _tensorboard_installed():
+        log.warning("TensorBoard is not installed (pip install 'maxim-tf[train]'): no "
+                    "TensorBoard logs; the losses still go to %s", s.log_path)
+    writer = tf.summary.create_file_writer(str(s.model_dir / "tensorboard")) \
+        if s.chief and _tensorboard_installed() else tf.summary.create_noop_writer()
     evaluator = _Evaluator(s) if cfg["eval_every"] else None
     bar = _Progress(progress and s.chief, s.start, cfg["steps"], cfg["global_batch_size"])
     loss = float("nan")
@@ -614,9 +618,23 @@ def _one_step(s, n, *, run, bar, log_file, evaluator):
     return loss
 
 
+@functools.cache
+def _tensorboard_installed():
+    """Whether TensorBoard (the ``train`` extra) can be imported: without it TensorFlow's
+    ``tf.summary.scalar``/``image`` raise ``TBNotInstalledError`` whatever the writer."""
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _write_summaries(s, n, *, loss, terms, lr, norm, rate):
     """TensorBoard scalars of step ``n``: losses (total and per stage/scale), learning
-    rate, images/s and, with clipping, the global gradient norm."""
+    rate, images/s and, with clipping, the global gradient norm (nothing without
+    TensorBoard)."""
+    if not _tensorboard_installed():
+        return
     tf.summary.scalar("loss/total", loss, step=n)
     for k, v in terms.items():
         tf.summary.scalar(f"loss/{k}", float(v), step=n)
@@ -734,10 +752,11 @@ class _Evaluator:
             if shown is None:
                 local = self.strategy.experimental_local_results
                 shown = tf.concat([local(x)[0], local(out)[0], local(y)[0]], axis=2)
-        if n:
+        if n and _tensorboard_installed():
             tf.summary.scalar(f"{self.tag}/psnr", psnr / n, step=s)
             tf.summary.scalar(f"{self.tag}/ssim", ssim / n, step=s)
             tf.summary.image(f"{self.tag}/input|output|target", shown, step=s, max_outputs=1)
+        if n:
             log.info("step %d: %s PSNR %.2f dB, SSIM %.4f over %d images", s, self.tag,
                      psnr / n, ssim / n, int(n))
         return (psnr / n, ssim / n) if n else (float("nan"), float("nan"))
