@@ -86,3 +86,27 @@ def test_maxim_loss_rejects_wrong_output_count():
     x = np.zeros((1, 8, 8, 3), np.float32)
     with pytest.raises(ValueError, match="multiple of num_supervision_scales=3"):
         losses.maxim_loss([x, x], x, 3)
+
+
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_target_pyramid_gives_the_same_loss(rng, dynamic):
+    # The trainer resizes the targets before its (optionally XLA-compiled) gradient step;
+    # the loss must be the one maxim_loss computes from the full-size target.
+    # Odd size 18: the coarse scales are 18 // 2 = 9 and 18 // 4 = 4, as NearestDownsample.
+    S, stages, N, H = 3, 2, 2, 18
+    target = rng.random((N, H, H, 3)).astype(np.float32)
+    outputs = [rng.random((N, H // 2 ** (S - 1 - k), H // 2 ** (S - 1 - k), 3)).astype(np.float32)
+               for _ in range(stages) for k in range(S)]
+    expected = losses.maxim_loss(outputs, target, S)[0].numpy()
+    if dynamic:
+        spec = tf.TensorSpec([None, None, None, 3], tf.float32)
+        pyramid = tf.function(lambda t: losses.target_pyramid(t, S), input_signature=[spec])
+        loss = tf.function(lambda o, p: losses.maxim_loss(o, p, S)[0])
+        total = loss([tf.constant(o) for o in outputs], pyramid(tf.constant(target)))
+    else:
+        pyramid = losses.target_pyramid(tf.constant(target), S)
+        assert [p.shape[1] for p in pyramid] == [4, 9, 18]
+        total, _ = losses.maxim_loss(outputs, pyramid, S)
+    np.testing.assert_allclose(total.numpy(), expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="Expected 3 targets"):
+        losses.maxim_loss(outputs, [target, target], S)

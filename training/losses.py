@@ -54,6 +54,26 @@ def rescale_target(target, size):
     return tf.image.resize(target, size, method="bilinear", antialias=True)
 
 
+def target_pyramid(target, num_supervision_scales):
+    """The ground truth of each supervised scale, coarsest first: ``target`` resized
+    (:func:`rescale_target`) to ``H // 2**j x W // 2**j``, the sizes of the model's
+    scale outputs (:class:`maxim_tf.layers.NearestDownsample`); the last is ``target``.
+
+    Computing these before a step compiled by XLA keeps the antialiased resize
+    (``ScaleAndTranslate``, which XLA has no kernel for) out of it.
+    """
+    target = tf.cast(target, tf.float32)
+    S = int(num_supervision_scales)
+    shape = tf.shape(target)
+    out = []
+    for k in range(S):
+        f = 2 ** (S - 1 - k)
+        h = target.shape[1] // f if target.shape[1] is not None else shape[1] // f
+        w = target.shape[2] // f if target.shape[2] is not None else shape[2] // f
+        out.append(target if f == 1 else rescale_target(target, (h, w)))
+    return out
+
+
 def maxim_loss(outputs, target, num_supervision_scales, epsilon=CHARBONNIER_EPSILON,
                frequency_weight=FREQUENCY_WEIGHT):
     """The paper's multi-stage, multi-scale loss.
@@ -62,7 +82,8 @@ def maxim_loss(outputs, target, num_supervision_scales, epsilon=CHARBONNIER_EPSI
         outputs: flat list of model outputs in the official order
             ``[stage0_scale0 (coarsest), ..., stage0_scale{S-1} (full), stage1_scale0, ...]``
             (``MAXIM(..., return_all_outputs=True)``).
-        target: float [N, H, W, 3] ground truth at full resolution.
+        target: float [N, H, W, 3] ground truth at full resolution, or the list of
+            the S scales' targets, coarsest first (:func:`target_pyramid`).
         num_supervision_scales: S, the number of scales per stage.
         epsilon: Charbonnier epsilon.
         frequency_weight: lambda of the frequency term.
@@ -78,6 +99,10 @@ def maxim_loss(outputs, target, num_supervision_scales, epsilon=CHARBONNIER_EPSI
         raise ValueError(
             f"Expected a multiple of num_supervision_scales={S} outputs. "
             f"Received: {len(outputs)} outputs.")
+    pyramid = list(target) if isinstance(target, (list, tuple)) else None
+    if pyramid is not None and len(pyramid) != S:
+        raise ValueError(f"Expected {S} targets (one per supervised scale). "
+                         f"Received: {len(pyramid)}.")
     targets = {}
     terms = {}
     total = None
@@ -89,9 +114,12 @@ def maxim_loss(outputs, target, num_supervision_scales, epsilon=CHARBONNIER_EPSI
         else:
             size_t = size
             key = size
-        if key not in targets:
-            targets[key] = rescale_target(target, size_t)
-        t = targets[key]
+        if pyramid is not None:
+            t = tf.cast(pyramid[i % S], tf.float32)
+        else:
+            if key not in targets:
+                targets[key] = rescale_target(target, size_t)
+            t = targets[key]
         term = charbonnier(out, t, epsilon) + frequency_weight * frequency_l1(out, t)
         terms[f"stage{i // S}_scale{i % S}"] = term
         total = term if total is None else total + term

@@ -475,28 +475,42 @@ def trim_log(path, step):
 # ---------------------------------------------------------------- 2. step
 
 def _make_replica_step(s):
-    """The per-replica step ``(x, y) -> (loss, terms, grad_norm)``: forward, loss averaged
-    over the global batch, gradients, optional global-norm clipping, Adam update."""
+    """The per-replica step ``(x, y) -> (loss, terms, grad_norm)``: the targets of the
+    supervised scales; forward, loss averaged over the global batch and gradients
+    (compiled by XLA with ``jit_compile``); optional global-norm clipping; Adam update.
+
+    Only the gradient part is compiled: the antialiased target resize has no XLA
+    kernel, and the clipping's all-reduce and the update are cross-replica
+    synchronisation points, which a nested compiled function may not hold.
+    """
     model, optimizer, variables = s.model, s.optimizer, s.model.trainable_variables
     scales = s.model_config["num_supervision_scales"]
     eps = s.cfg["loss"]["charbonnier_epsilon"]
     lam = s.cfg["loss"]["frequency_weight"]
     batch, clip = s.cfg["global_batch_size"], s.cfg["optimizer"]["clip_global_norm"]
 
-    def replica_step(x, y):
-        """One replica's part of the global batch ``(x, y)``."""
+    def gradients(x, ys):
+        """Loss, per-output terms and gradients on ``x`` and the per-scale targets ``ys``."""
         with tf.GradientTape() as tape:
             outputs = model(x, training=True)
-            per_example, terms = losses.maxim_loss(outputs, y, scales, eps, lam)
+            per_example, terms = losses.maxim_loss(outputs, ys, scales, eps, lam)
             loss = tf.nn.compute_average_loss(per_example, global_batch_size=batch)
             scaled = optimizer.scale_loss(loss)
         grads = tape.gradient(scaled, variables)
+        terms = {k: tf.nn.compute_average_loss(v, global_batch_size=batch)
+                 for k, v in terms.items()}
+        return loss, terms, grads
+
+    if s.cfg["jit_compile"]:
+        gradients = tf.function(gradients, jit_compile=True)
+
+    def replica_step(x, y):
+        """One replica's part of the global batch ``(x, y)``."""
+        loss, terms, grads = gradients(x, losses.target_pyramid(y, scales))
         norm = tf.constant(0.0)
         if clip:
             grads, norm = _clip_by_global_norm(grads, clip, optimizer)
         optimizer.apply_gradients(zip(grads, variables))
-        terms = {k: tf.nn.compute_average_loss(v, global_batch_size=batch)
-                 for k, v in terms.items()}
         return loss, terms, norm
 
     return replica_step
@@ -516,13 +530,14 @@ def _clip_by_global_norm(grads, clip, optimizer):
 
 
 def _make_train_step(s):
-    """The distributed step ``iterator -> (loss, terms, grad_norm)`` (a tf.function,
-    XLA with ``jit_compile``): the replica step on every replica, ``s.step += 1``,
+    """The distributed step ``iterator -> (loss, terms, grad_norm)`` (a tf.function):
+    the replica step on every replica (its XLA part, with ``jit_compile``, leaves the
+    iterator's ``next`` out: XLA has no kernel for it), ``s.step += 1``,
     global sums of the losses and the mean norm."""
     strategy, step = s.strategy, s.step
     replica_step = _make_replica_step(s)
 
-    @tf.function(jit_compile=bool(s.cfg["jit_compile"]) or None)
+    @tf.function
     def train_step(it):
         """One global step on the next batch of ``it``."""
         x, y = next(it)
