@@ -579,7 +579,7 @@ def _train_loop(s, *, progress):
     iterator = iter(dist_ds)
     train_step = _make_train_step(s)
     if s.chief and not _tensorboard_installed():
-        log.warning("TensorBoard is not installed (pip install 'maxim-tf[train]'): no "
+        log.warning('TensorBoard is not installed (pip install "maxim-tf[train]"): no '
                     "TensorBoard logs; the losses still go to %s", s.log_path)
     writer = tf.summary.create_file_writer(str(s.model_dir / "tensorboard")) \
         if s.chief and _tensorboard_installed() else tf.summary.create_noop_writer()
