@@ -11,7 +11,7 @@ BUNDLED = ["deblur", "dehaze", "denoise", "denoise_synthetic", "derain", "enhanc
 
 
 # The recipes of the models shipped in saved_models/ (small, CPU-trained).
-RECIPES = ["debian_deblur", "debian_denoise", "lomiri_deblur", "lomiri_denoise"]
+RECIPES = ["debian_deblur", "debian_denoise", "debian_denoise_lowsigma", "lomiri_deblur", "lomiri_denoise"]
 # Photo-set specs for python -m maxim_tf.training.debphotos (not training configs).
 PHOTO_SETS = ["photos_debian"]
 
