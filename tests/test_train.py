@@ -309,16 +309,21 @@ def test_mixed_float16_with_clipping_on_two_replicas(tmp_path):
     assert check.stdout.split()[-2:] == ["float32", "True"], check.stderr[-2000:]
 
 
-def test_single_output_model_trains_and_evaluates(tmp_path):
-    # One stage x one scale: the model returns a tensor, not a list (the evaluator
-    # once took its batch element for the image and crashed at the first eval).
-    config = write_config(
+def single_output_config(tmp_path):
+    """Two steps of a one-stage, one-scale model with an evaluation at step 2."""
+    return write_config(
         tmp_path, steps=2, eval_every=2, eval_images=2, augment={"mixup": 0.0},
         model=dict(MODEL, num_stages=1, num_supervision_scales=1),
         data={"source": "synthetic", "folder": str(make_photos(tmp_path / "photos")),
               "val_folder": str(make_photos(tmp_path / "val", 2)),
               "degradations": [{"type": "gaussian_noise", "sigma": [0, 50]},
                                {"type": "quantize"}]})
+
+
+def test_single_output_model_trains_and_evaluates(tmp_path):
+    # One stage x one scale: the model returns a tensor, not a list (the evaluator
+    # once took its batch element for the image and crashed at the first eval).
+    config = single_output_config(tmp_path)
     proc = run(train_cmd(config, tmp_path / "run"))
     assert_ok(proc)
     assert re.search(r"step 2: \w+ PSNR [0-9.]+ dB, SSIM [0-9.]+ over 2 images",
@@ -329,12 +334,7 @@ def test_training_without_tensorboard_warns_and_still_logs(tmp_path):
     # TensorBoard comes with the `train` extra; a plain `pip install maxim-tf[cpu]` has
     # none, and tf.summary.scalar then raises TBNotInstalledError whatever the writer:
     # training once died at its first log step. Now it warns and keeps the JSONL log.
-    config = write_config(
-        tmp_path, steps=2, eval_every=2, eval_images=2, augment={"mixup": 0.0},
-        model=dict(MODEL, num_stages=1, num_supervision_scales=1),
-        data={"source": "synthetic", "folder": str(make_photos(tmp_path / "photos")),
-              "val_folder": str(make_photos(tmp_path / "val", 2)),
-              "degradations": [{"type": "gaussian_noise", "sigma": [0, 50]}]})
+    config = single_output_config(tmp_path)
     blocked = ("import sys; sys.modules['tensorboard'] = None; "  # import tensorboard -> ImportError
                "from maxim_tf.cli import console_main; sys.argv = ['maxim-tf'] + sys.argv[1:]; "
                "console_main()")
