@@ -763,10 +763,17 @@ class UpSampleRatio(_Block):
         self.conv.build(input_shape)
 
     def call(self, x):
+        # The portable graph (TFLite, ONNX) of a dynamic-size model writes the resizes
+        # with ops whose shapes do not depend on the input size, so LiteRT's XNNPACK
+        # delegate takes them; same values up to float rounding. (At a fixed size the
+        # converter folds the shapes and XNNPACK takes the plain forms.)
+        any_size = fused.is_portable() and None in tuple(x.shape)[1:3]
         if self.ratio < 1:
-            return self.conv(mops.antialiased_downsample(x, int(round(1 / self.ratio))))
+            down = mops.antialiased_downsample_any_size if any_size else mops.antialiased_downsample
+            return self.conv(down(x, int(round(1 / self.ratio))))
         if self.ratio > 1:
-            return mops.bilinear_upsample(self.conv(x), int(round(self.ratio)))
+            up = mops.bilinear_upsample_any_size if any_size else mops.bilinear_upsample
+            return up(self.conv(x), int(round(self.ratio)))
         return self.conv(x)
 
     def compute_output_shape(self, input_shape):

@@ -202,6 +202,81 @@ def antialiased_downsample(x, factor):
     return y / norm
 
 
+def _edges(x, axis):
+    """First entry, middle and last entry of ``x`` along ``axis`` (1 or 2), as
+    slices whose bounds do not depend on the size (XNNPACK takes them)."""
+    if axis == 1:
+        return x[:, :1], x[:, 1:-1], x[:, -1:]
+    return x[:, :, :1], x[:, :, 1:-1], x[:, :, -1:]
+
+
+def concat_tree(parts, axis):
+    """``tf.concat`` of many tensors as a tree of concatenations of at most 4
+    (LiteRT's XNNPACK delegate takes CONCATENATION of up to 4 inputs)."""
+    if len(parts) <= 4:
+        return tf.concat(parts, axis) if len(parts) > 1 else parts[0]
+    step = -(-len(parts) // 4)
+    return concat_tree([concat_tree(parts[i:i + step], axis)
+                        for i in range(0, len(parts), step)], axis)
+
+
+def antialiased_downsample_any_size(x, factor):
+    """:func:`antialiased_downsample` written with ops whose shapes do not depend
+    on the input size, for the portable (TFLite / ONNX) graph.
+
+    The renormalisation over in-image taps only changes the first and last
+    output row and column (the padding, ``factor / 2``, is less than the stride):
+    they are multiplied by ``1 / (in-image weight)`` instead of dividing by the
+    convolution of a map of ones. In a dynamic-size TFLite file that map was a
+    size-dependent ``FILL`` and the division an int8 ``DIV``, both left outside
+    the XNNPACK delegate. Needs at least 2 output rows and columns.
+    """
+    taps = triangle_taps(factor)
+    c = x.shape[-1]
+    pad = factor // 2
+    k = np.outer(taps, taps)[:, :, None, None]
+    y = tf.nn.depthwise_conv2d(tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]]),
+                               tf.constant(np.tile(k, (1, 1, c, 1)), x.dtype),
+                               [1, factor, factor, 1], "VALID")
+    scale = tf.constant(1.0 / (1.0 - taps[:pad].sum()), x.dtype)
+    for axis in (1, 2):
+        first, middle, last = _edges(y, axis)
+        y = tf.concat([first * scale, middle, last * scale], axis)
+    return y
+
+
+def bilinear_phase_taps(factor):
+    """``[factor, 3]``: for each output phase k of a ×factor half-pixel bilinear
+    upscale, the weights of input pixels i-1, i, i+1 for output pixel
+    ``factor * i + k`` (it samples the input at ``i + (2k + 1 - factor) / (2 factor)``)."""
+    taps = np.zeros((factor, 3))
+    for k in range(factor):
+        d = (2 * k + 1 - factor) / (2 * factor)
+        taps[k] = [-d, 1 + d, 0.0] if d < 0 else [0.0, 1 - d, d]
+    return taps
+
+
+def bilinear_upsample_any_size(x, factor):
+    """:func:`bilinear_upsample` written with ops whose shapes do not depend on the
+    input size, for the portable (TFLite / ONNX) graph: the edges are repeated
+    (the clamping of half-pixel bilinear), each of the ``factor²`` output phases
+    is a 3x3 depthwise convolution and ``DEPTH_TO_SPACE`` interleaves them. A
+    dynamic-size ``RESIZE_BILINEAR`` takes its output size from the input's shape
+    at run time, which LiteRT's XNNPACK delegate does not accept (the int8 one ran
+    on LiteRT's reference kernel).
+    """
+    c = x.shape[-1]
+    for axis in (1, 2):
+        first, _, last = _edges(x, axis)
+        x = tf.concat([first, x, last], axis)
+    taps = bilinear_phase_taps(factor)
+    phases = [tf.nn.depthwise_conv2d(
+                  x, tf.constant(np.tile(np.outer(taps[kh], taps[kw])[:, :, None, None], (1, 1, c, 1)),
+                                 x.dtype), [1, 1, 1, 1], "VALID")
+              for kh in range(factor) for kw in range(factor)]
+    return tf.nn.depth_to_space(concat_tree(phases, 3), factor)
+
+
 def bilinear_upsample(x, factor):
     """Bilinear ×factor upscale with half-pixel centres (= ``jax.image.resize``)."""
     _, h, w, _ = dims(x)

@@ -207,6 +207,31 @@ def test_tflite_dynamic_model_takes_any_size(artifacts):
         assert runner(np.full(shape, 0.5, np.float32)).shape == shape
 
 
+@pytest.mark.parametrize("quantization", ["fp32", "int8"])
+def test_dynamic_tflite_leaves_only_partition_reshapes_outside_xnnpack(quantization, artifacts):
+    # A resize whose output size comes from the input's shape at run time is not
+    # taken by XNNPACK (an int8 RESIZE_BILINEAR or DIV then runs on LiteRT's
+    # reference kernels); the portable graph writes the resizes with
+    # size-independent ops. Left to LiteRT: the block/grid partition reshapes and
+    # the small ops of the input padding (3 channels).
+    from maxim_tf.litert import _litert
+
+    path = artifacts[f"tflite-{quantization}"]
+    assert TFLiteRunner(path).uses_xnnpack
+    interpreter = _litert()[0](model_path=str(path), num_threads=2)
+    interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"], [1, 64, 128, 3])
+    interpreter.allocate_tensors()
+    ops = interpreter._get_ops_details()
+    assert not {"RESIZE_BILINEAR", "FILL", "DIV"} & {op["op_name"] for op in ops}
+    delegates = [op for op in ops if op["op_name"] == "DELEGATE"]
+    assert delegates
+    delegated_outputs = {t for op in delegates for t in op["outputs"]}
+    producer = {t: op["op_name"] for op in ops if op["op_name"] != "DELEGATE" for t in op["outputs"]}
+    left = {producer[t] for op in delegates for t in op["inputs"]
+            if t in producer and t not in delegated_outputs}
+    assert left <= {"RESHAPE", "GATHER", "STRIDED_SLICE"}, left
+
+
 def test_onnx_graph_has_only_standard_ops_and_dynamic_axes(artifacts):
     import onnx
 

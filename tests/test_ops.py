@@ -86,6 +86,43 @@ def test_antialiased_downsample_equals_scale_and_translate(rng, factor):
     np.testing.assert_allclose(got, want, atol=1e-6)
 
 
+@pytest.mark.parametrize("factor", [2, 4])
+def test_any_size_resizes_equal_the_graph_ones_with_dynamic_shapes(rng, factor):
+    # The portable (TFLite/ONNX) forms: size-independent ops, same values.
+    down = tf.function(lambda x: mops.antialiased_downsample_any_size(x, factor),
+                       input_signature=[tf.TensorSpec([None, None, None, 4])])
+    up = tf.function(lambda x: mops.bilinear_upsample_any_size(x, factor),
+                     input_signature=[tf.TensorSpec([None, None, None, 4])])
+    for shape in [(2, 8 * factor, 4 * factor, 4), (1, 3 * factor, 2 * factor, 4)]:
+        x = rng.uniform(-1, 2, shape).astype("float32")
+        want = mops.antialiased_downsample(tf.constant(x), factor).numpy()
+        got = down(x).numpy()
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, atol=1e-6)
+        want = mops.bilinear_upsample(tf.constant(x), factor).numpy()
+        got = up(x).numpy()
+        assert got.shape == want.shape == (shape[0], shape[1] * factor, shape[2] * factor, 4)
+        np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_bilinear_phase_taps_sample_at_half_pixel_centres():
+    # Output f*i+k samples the input at i + (2k+1-f)/(2f): the taps sum to 1 and
+    # their centre of mass (over i-1, i, i+1) is that offset.
+    for f in (2, 4, 8):
+        taps = mops.bilinear_phase_taps(f)
+        np.testing.assert_allclose(taps.sum(1), 1.0)
+        np.testing.assert_allclose(taps @ [-1, 0, 1], (2 * np.arange(f) + 1 - f) / (2 * f))
+    np.testing.assert_array_equal(mops.bilinear_phase_taps(2), [[0.25, 0.75, 0], [0, 0.75, 0.25]])
+
+
+def test_concat_tree_keeps_order_with_at_most_four_inputs_per_concat():
+    parts = [tf.fill([1, 1, 1, 1], float(i)) for i in range(16)]
+    got = mops.concat_tree(parts, 3)
+    np.testing.assert_array_equal(got.numpy().ravel(), np.arange(16))
+    ops = tf.function(lambda: mops.concat_tree(parts, 3)).get_concrete_function().graph.get_operations()
+    assert max(len(op.inputs) - 1 for op in ops if op.type == "ConcatV2") <= 4
+
+
 def test_bilinear_upsample_and_nearest_downsample(rng):
     x = rng.standard_normal((1, 6, 4, 2)).astype("float32")
     up = mops.bilinear_upsample(tf.constant(x), 2).numpy()
