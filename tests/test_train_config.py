@@ -11,7 +11,8 @@ BUNDLED = ["deblur", "dehaze", "denoise", "denoise_synthetic", "derain", "enhanc
 
 
 # The recipes of the models shipped in saved_models/ (small, CPU-trained).
-RECIPES = ["debian_deblur", "debian_denoise", "debian_denoise_lowsigma", "lomiri_deblur", "lomiri_denoise"]
+RECIPES = ["debian_deblur", "debian_deblur_halfnoise", "debian_denoise", "debian_denoise_lowsigma",
+           "lomiri_deblur", "lomiri_denoise"]
 # Photo-set specs for python -m maxim_tf.training.debphotos (not training configs).
 PHOTO_SETS = ["photos_debian"]
 
@@ -26,6 +27,21 @@ def test_shipped_model_recipes_are_valid():
         assert cfg["crop_size"] % model.size_multiple[0] == 0
         assert cfg["zero_init_output"] and cfg["loss"]["frequency_weight"] == 0.0
         assert cfg["data"]["degradations"][-1] == {"type": "quantize"}  # 8-bit inputs
+
+
+def test_halfnoise_deblur_recipe_differs_from_its_base_only_in_the_noise_probability():
+    # Stretch 8 of the shipped deblurrer (saved_models/deblur.md): the mild noise on half
+    # of the examples, everything else as debian_deblur.
+    from maxim_tf.training import degrade
+
+    base = C.load_config("debian_deblur", ["model_dir=/tmp/never_written"])
+    half = C.load_config("debian_deblur_halfnoise", ["model_dir=/tmp/never_written"])
+    b, h = base["data"].pop("degradations"), half["data"].pop("degradations")
+    base.pop("_comment", None), half.pop("_comment", None)
+    assert base == half
+    assert [s["type"] for s in h] == [s["type"] for s in b] == ["one_of", "gaussian_noise", "quantize"]
+    assert h[1] == {**b[1], "p": 0.5} and h[0] == b[0] and h[2] == b[2]
+    assert degrade.validate(h)[1]["p"] == 0.5
 
 
 def test_every_task_has_a_valid_bundled_config():
