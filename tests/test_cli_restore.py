@@ -9,7 +9,7 @@ import zlib
 import keras
 import numpy as np
 import pytest
-from conftest import SHARED_IMAGES, TINY_CONFIG
+from conftest import SAMPLE_IMAGES, TINY_CONFIG
 from PIL import Image
 
 from maxim_tf import image_io, metrics
@@ -60,8 +60,8 @@ def batch_dir(tmp_path, rng):
 
     d = tmp_path / "in"
     d.mkdir()
-    shutil.copy(SHARED_IMAGES / "dehazing" / "0003_0.8_0.2.png", d / "haze_550x309.png")
-    shutil.copy(SHARED_IMAGES / "deraining" / "0.jpg", d / "rain.jpg")
+    shutil.copy(SAMPLE_IMAGES / "dehazing" / "0003_0.8_0.2.png", d / "haze_550x309.png")
+    shutil.copy(SAMPLE_IMAGES / "deraining" / "0.jpg", d / "rain.jpg")
     rgb = (rng.random((31, 45, 3)) * 255).astype(np.uint8)
     _png(d / "gray.png", rgb[..., 0], "L")
     _png(d / "rgba.png", np.dstack([rgb, rgb[..., :1]]), "RGBA")
@@ -145,7 +145,7 @@ def test_restore_unknown_model_lists_available(tmp_path, capsys, monkeypatch):
 
 
 def test_restore_missing_input_and_format_option(tmp_path, toy_path, capsys):
-    shutil.copy(SHARED_IMAGES / "deraining" / "0.jpg", tmp_path / "r.jpg")
+    shutil.copy(SAMPLE_IMAGES / "deraining" / "0.jpg", tmp_path / "r.jpg")
     rc = main(["restore", str(tmp_path / "r.jpg"), str(tmp_path / "absent.png"), "-o",
                str(tmp_path / "o"), "--model", str(toy_path), "--image-format", "png",
                "--tile", "256", "--overlap", "64"])
@@ -234,7 +234,7 @@ def test_small_maxim_keras_file_end_to_end(tmp_path, capsys, monkeypatch):
     path = tmp_path / "small.keras"
     maxim_tf.MAXIM(**config).save(path)
     monkeypatch.setenv("MAXIM_TF_MODEL_DIR", str(tmp_path))
-    src = SHARED_IMAGES / "deraining" / "1.png"
+    src = SAMPLE_IMAGES / "deraining" / "1.png"
     rc = main(["restore", str(src), "-o", str(tmp_path / "o"), "--model", "small",
                "--tile", "128", "--overlap", "32", "--tile-batch", "8"])
     assert rc == 0, capsys.readouterr().err

@@ -6,7 +6,7 @@ import zlib
 
 import numpy as np
 import pytest
-from conftest import SHARED_IMAGES
+from conftest import SAMPLE_IMAGES
 from PIL import Image, ImageOps
 
 from maxim_tf import image_io
@@ -195,7 +195,7 @@ def test_atomic_write_failures_leave_nothing(tmp_path, rgb):
 
 
 def test_jpeg_written_at_high_quality(tmp_path):
-    image = image_io.read_image(SHARED_IMAGES / "deraining" / "0.jpg").pixels
+    image = image_io.read_image(SAMPLE_IMAGES / "deraining" / "0.jpg").pixels
     write_image(tmp_path / "o.jpg", image)
     back = read_image(tmp_path / "o.jpg").pixels.astype(np.float64)
     assert np.abs(back - image).mean() < 1.5

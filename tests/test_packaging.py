@@ -163,3 +163,39 @@ def test_without_tensorflow_names_the_extra(wheel, tmp_path):
     assert "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not (work / "out").exists()
+
+
+def _modules_reading_fixtures():
+    """Test modules that read ../shared or the committed sample photos that stand in for
+    it (those that would fail first on a clone without ../shared)."""
+    names = ("SHARED", "SAMPLE_IMAGES")
+    return sorted(p.name for p in (REPO / "tests").glob("test_*.py")
+                  if p.name != "test_packaging.py"
+                  and any(n in line for line in p.read_text().splitlines()
+                          if line.startswith("from conftest import") for n in names))
+
+
+def test_readme_test_command_in_a_clone_with_nothing_beside_it(tmp_path):
+    """The README's test command (``bash scripts/test.sh``) in a copy of the tree whose
+    parent holds nothing else (no ../shared): the modules that read fixtures pass there."""
+    readme = (REPO / "README.md").read_text()
+    assert "bash scripts/test.sh" in readme
+    clone = tmp_path / "clone"
+    for rel in _tree_files():
+        (clone / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / rel, clone / rel)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clone"]
+    modules = _modules_reading_fixtures()
+    assert {"test_parity.py", "test_restore.py", "test_cli_restore.py"} <= set(modules)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+    env.update(CI="true", HOME=str(tmp_path / "home"),
+               PIP_CACHE_DIR=os.environ.get("PIP_CACHE_DIR",
+                                            str(pathlib.Path.home() / ".cache" / "pip")))
+    proc = _run(["bash", "scripts/test.sh", "-q", "-ra", "-p", "no:cacheprovider",
+                 *[f"tests/{m}" for m in modules]], cwd=clone, env=env, timeout=1200, check=False)
+    tail = proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert proc.returncode == 0, tail
+    summary = proc.stdout.strip().splitlines()[-1]
+    assert re.search(r"\d+ passed", summary) and "failed" not in summary and "error" not in summary, tail
+    # what a clone lacks is named in a skip, not failed
+    assert "tiny3s" in proc.stdout, tail

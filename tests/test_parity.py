@@ -16,6 +16,9 @@ TOLERANCE = 1e-4
 ROOT = SHARED_OFFICIAL if SHARED_OFFICIAL.is_dir() else FIXTURES / "official"
 FIXTURE_DIRS = sorted(p for p in ROOT.iterdir() if (p / "checkpoint.npz").is_file())
 CASES = [(d, c) for d in FIXTURE_DIRS for c in sorted(d.glob("case_*.npz"))]
+# Fixtures only ../shared holds (too large to commit): a clone without it skips them by name.
+SHARED_ONLY = ["tiny3s"]
+MISSING = [n for n in SHARED_ONLY if n not in {d.name for d in FIXTURE_DIRS}]
 
 
 def test_fixtures_found():
@@ -32,7 +35,14 @@ def _converted(fixture_dir):
     return model, report
 
 
-@pytest.mark.parametrize("fixture_dir,case", CASES, ids=[f"{d.name}/{c.stem}" for d, c in CASES])
+PARAMS = [pytest.param(d, c, id=f"{d.name}/{c.stem}") for d, c in CASES] + [
+    pytest.param(None, None, id=f"{name}/all_cases", marks=pytest.mark.skipif(
+        True, reason=f"official fixture {name!r} is not here: it lives in ../shared/fixtures/"
+                     f"official/{name} (this team's machines and CI); the committed fixtures ran"))
+    for name in MISSING]
+
+
+@pytest.mark.parametrize("fixture_dir,case", PARAMS)
 def test_every_output_matches_official(fixture_dir, case):
     model, _ = _converted(fixture_dir)
     with np.load(case, allow_pickle=False) as data:

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import SHARED_IMAGES
+from conftest import REPO, SAMPLE_IMAGES, SHARED_IMAGES
 
 from maxim_tf import image_io
 from maxim_tf.restore import (
@@ -19,7 +19,11 @@ from maxim_tf.restore import (
     tile_window_1d,
 )
 
-SAMPLES = sorted(p for p in SHARED_IMAGES.rglob("*") if p.is_file())
+# The committed samples (odd sizes, JPEG and PNG) and the quick-start photos; on machines
+# with ../shared beside the clone, every degraded sample of the official repository too.
+COMMITTED_SAMPLES = sorted(p for p in SAMPLE_IMAGES.rglob("*") if p.suffix in (".png", ".jpg"))
+COMMITTED_SAMPLES += sorted((REPO / "examples" / "images").glob("*.png"))
+SAMPLES = COMMITTED_SAMPLES + sorted(p for p in SHARED_IMAGES.rglob("*") if p.is_file())
 
 
 class PixelModel:
@@ -165,7 +169,7 @@ def test_tile_window_flat_at_image_borders():
 # --- Restorer with toy models -----------------------------------------------------------
 
 def test_exact_output_sizes_on_real_samples():
-    assert len(SAMPLES) >= 20
+    assert len(COMMITTED_SAMPLES) >= 6  # 550x309, 720x480 (JPEG), 480x320, 256x256, 384x256 x2
     model = PixelModel((64, 64))
     restorer = Restorer(model)
     for path in SAMPLES:
@@ -297,7 +301,7 @@ def test_resolve_model_errors_list_available(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def dehazing_sample():
-    return image_io.read_image(SHARED_IMAGES / "dehazing" / "0003_0.8_0.2.png").pixels  # 550 x 309
+    return image_io.read_image(SAMPLE_IMAGES / "dehazing" / "0003_0.8_0.2.png").pixels  # 550 x 309
 
 
 @pytest.fixture(scope="module")
@@ -364,13 +368,14 @@ import resource, sys, time
 import numpy as np, keras
 sys.path.insert(0, {tests!r})
 import maxim_tf
-from conftest import SHARED_IMAGES, TINY_CONFIG
+from conftest import SAMPLE_IMAGES, TINY_CONFIG
 from maxim_tf import image_io
 from maxim_tf.restore import Restorer
 keras.utils.set_random_seed(0)
 model = maxim_tf.MAXIM(**dict(TINY_CONFIG, num_stages=1, depth=2, num_supervision_scales=1))
-real = image_io.read_image(SHARED_IMAGES / "deblurring" / "1fromGOPR0950.png").pixels
-image = np.tile(real, (8, 4, 1))[:{size}, :{size}]  # a real photo repeated to the size
+real = image_io.read_image(SAMPLE_IMAGES / "dehazing" / "0003_0.8_0.2.png").pixels  # 550 x 309
+reps = (-(-{size} // real.shape[0]), -(-{size} // real.shape[1]), 1)
+image = np.tile(real, reps)[:{size}, :{size}]  # a real photo repeated to the size
 start = time.perf_counter()
 out = Restorer(model, tile=512, overlap=64, batch_size=4)(image)
 assert out.shape == image.shape and out.dtype == np.uint8
