@@ -1,5 +1,5 @@
 """The one home of each shared concept: the model loader, float -> uint8, the small
-helpers, the error family (see the README's layout section)."""
+helpers, the error family (see the layout section of docs/development.md)."""
 
 import json
 

@@ -1,12 +1,19 @@
-"""Every command and snippet of README.md works as written.
+"""Every command, snippet, link and machine- or model-dependent figure of the docs holds.
 
-* every ``maxim-tf ...`` line of a ``bash`` block parses with the real command-line
-  parser (so no documented flag can drift from the code);
+* every ``maxim-tf ...`` line of a ``bash`` block (README, docs/, model cards) parses
+  with the real command-line parser (so no documented flag can drift from the code);
 * the ``maxim-tf restore`` lines run, in a folder holding the files they name;
 * every ``python`` block runs there too;
-* the quick start's two commands and the documented markers exist.
+* the quick start's two commands and the documented markers exist;
+* every relative link (and its ``#anchor``) of README.md, docs/*.md and the cards resolves;
+* the figures that change with a model or a machine match what they come from: the
+  demo PSNR (recomputed with the shipped model), the README's benchmark tables
+  (``benchmarks/results/speed_report.json``, ``benchmarks/quality/quality.json``) and
+  the cards' quality tables and speeds (``benchmarks/quality/quality.json``);
+* no training log and no image dump is tracked (docs/development.md, "What is committed").
 """
 
+import json
 import pathlib
 import re
 import shlex
@@ -25,6 +32,8 @@ BLOCK = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
 
 
 DOCS = {p.name: p.read_text(encoding="utf-8") for p in sorted((REPO / "docs").glob("*.md"))}
+CARDS = {name: (REPO / "saved_models" / f"{name}.md").read_text(encoding="utf-8")
+         for name in ("denoise", "deblur")}
 
 
 def _blocks(language, text=README):
@@ -43,8 +52,9 @@ def _commands(text=README):
 
 
 MAXIM_COMMANDS = [c for c in _commands() if c.startswith("maxim-tf ")]
-DOC_COMMANDS = [(name, c) for name, text in DOCS.items() for c in _commands(text)
-                if c.startswith("maxim-tf ")]
+DOC_COMMANDS = [(name, c) for name, text in
+                [*DOCS.items(), *((f"../saved_models/{k}.md", v) for k, v in CARDS.items())]
+                for c in _commands(text) if c.startswith("maxim-tf ")]
 
 
 def test_readme_has_commands_and_snippets():
@@ -80,9 +90,173 @@ def test_documented_markers_exist():
         assert f"{marker}:" in ini, marker
 
 
-def test_relative_links_resolve():
-    for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", README):
-        assert (REPO / target).exists(), target
+def _anchors(markdown):
+    """GitHub's heading anchors of a Markdown text (fenced code left out)."""
+    text = re.sub(r"^```.*?^```", "", markdown, flags=re.M | re.S)
+    seen, out = {}, set()
+    for title in re.findall(r"^#{1,6} +(.+?) *$", text, re.M):
+        slug = re.sub(r"[^\w\- ]", "", title.strip().lower()).replace(" ", "-")
+        out.add(slug if slug not in seen else f"{slug}-{seen[slug]}")
+        seen[slug] = seen.get(slug, 0) + 1
+    return out
+
+
+LINKED = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")),
+          *sorted((REPO / "saved_models").glob("*.md"))]
+
+
+@pytest.mark.parametrize("page", LINKED, ids=lambda p: str(p.relative_to(REPO)))
+def test_relative_links_resolve(page):
+    text = re.sub(r"^```.*?^```", "", page.read_text(encoding="utf-8"), flags=re.M | re.S)
+    for target, anchor in re.findall(r"\]\(([^)#:\s]*)(?:#([^)\s]*))?\)", text):
+        path = (page.parent / target).resolve() if target else page
+        assert path.exists(), f"{page.name}: {target}"
+        if anchor and path.suffix == ".md":
+            assert anchor in _anchors(path.read_text(encoding="utf-8")), \
+                f"{page.name}: {target}#{anchor}"
+
+
+def test_no_training_logs_or_image_dumps_are_tracked():
+    """A benchmark keeps its script, a small results file and at most one plot."""
+    git = shutil.which("git")
+    if git is None or not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    proc = subprocess.run([git, "ls-files"], cwd=REPO, capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"git ls-files failed: {proc.stderr.strip()}")
+    files = [pathlib.PurePosixPath(f) for f in proc.stdout.splitlines()]
+    logs = [str(f) for f in files if f.suffix in (".jsonl", ".log") or "events.out" in f.name]
+    assert not logs, f"training logs are not committed: {logs}"
+    images = [f for f in files if f.suffix.lower() in
+              (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff")]
+    stray = [str(f) for f in images if f.parts[0] not in ("examples", "tests", "docs",
+                                                          "benchmarks")]
+    assert not stray, f"image files outside examples/, tests/, docs/ and benchmarks/: {stray}"
+    for folder in {f.parts[1] for f in images if f.parts[0] == "benchmarks" and len(f.parts) > 2}:
+        plots = [str(f) for f in images if f.parts[:2] == ("benchmarks", folder)]
+        assert len(plots) <= 1, f"benchmarks/{folder}: one plot at most, found {plots}"
+
+
+# --- figures that change with a model or a machine -------------------------------------
+
+QUALITY = json.loads((REPO / "benchmarks" / "quality" / "quality.json").read_text())
+SPEED = json.loads((REPO / "benchmarks" / "results" / "speed_report.json").read_text())
+
+
+def _cases(task):
+    """{case: {method: {psnr, ssim, seconds}}} of the committed combined quality run."""
+    return {e["case"]: e["methods"] for e in QUALITY["summary"] if e["task"] == task}
+
+
+def _seconds(task, method):
+    return float(sum(m[method]["seconds"] for m in _cases(task).values()) / len(_cases(task)))
+
+
+def test_demo_psnr_matches_the_shipped_model():
+    """The quick start's 'about A -> B dB' is what scripts/quickstart.sh prints."""
+    from maxim_tf import metrics
+    from maxim_tf.image_io import read_image
+    from maxim_tf.restore import Restorer
+
+    quoted = re.search(r"about (\d+\.\d) →\s+(\d+\.\d) dB", README)
+    assert quoted, "the quick start quotes the demo PSNR as 'about A → B dB'"
+    images = REPO / "examples" / "images"
+    noisy = read_image(images / "life_noisy_sigma25.png").pixels
+    clean = read_image(images / "life_clean.png").pixels
+    restored = Restorer("denoise")(noisy)  # what `maxim-tf restore` writes (test_shipped_models)
+    measured = (f"{metrics.psnr(clean, noisy):.1f}", f"{metrics.psnr(clean, restored):.1f}")
+    assert quoted.groups() == measured, f"README says {quoted.groups()}, the demo gives {measured}"
+
+
+def test_readme_quality_table_matches_the_results_file():
+    rows = [("denoise", "σ = 25", "BM3D", "BM3D, σ given"),
+            ("denoise", "σ = 50", "BM3D", "BM3D, σ given"),
+            ("deblur", "Gaussian σ = 2", "Wiener", "Wiener, kernel given"),
+            ("deblur", "disk r = 4", "Wiener", "Wiener, kernel given")]
+    for task, case, base, label in rows:
+        m = _cases(task)[case]
+        row = (f"| `{task}`, {case} | {m['input']['psnr']:.2f} | {m[base]['psnr']:.2f} ({label}) "
+               f"| {m['ours']['psnr']:.2f} | {m[f'ours ({task}_int8.tflite)']['psnr']:.2f} |")
+        assert row in README, f"README's quality table should read: {row}"
+    timing = (f"`denoise` {_seconds('denoise', 'ours'):.2f} s against BM3D's "
+              f"{_seconds('denoise', 'BM3D'):.2f} s, `deblur` {_seconds('deblur', 'ours'):.2f} s")
+    assert timing in " ".join(README.split()), timing
+
+
+def test_readme_speed_table_matches_the_speed_report():
+    """The figures benchmarks/speed_report.py computes (its `markdown`) from its JSON."""
+    peak = SPEED["matmul_gflops"]["float32"]
+    fp32 = {row["size"]: row for row in SPEED["fp32"]}
+    official = SPEED["official"]["times"]
+    sizes = (256, 512, 1024)
+    expected = [
+        f"| % of the same-run 4096² matmul ({peak:.0f} GFLOP/s) | "
+        + " | ".join(f"{100 * fp32[n]['work_gflop'] / fp32[n]['min_s'] / peak:.0f} %"
+                     for n in sizes) + " |",
+        "| seconds | " + " | ".join(f"{fp32[n]['min_s']:.2f}" for n in sizes) + " |",
+        "| speed-up over the official JAX code | "
+        + " | ".join(f"{min(official[str(n)]) / fp32[n]['min_s']:.2f}×" for n in sizes) + " |",
+        f"t(1024²) / t(256²) = {fp32[1024]['min_s'] / fp32[256]['min_s']:.1f}",
+        f"bf16 {min(SPEED['bf16']['fp32']) / min(SPEED['bf16']['bf16']):.2f}× fp32 at 512²",
+        f"int8 TFLite {min(SPEED['tflite']['dynamic fp32']) / min(SPEED['tflite']['dynamic int8']):.2f}×"
+        " fp32 TFLite",
+    ]
+    text = " ".join(README.split())
+    for figure in expected:
+        assert figure in text, f"README should read: {figure}"
+
+
+def _section(markdown, title):
+    start = markdown.index(f"\n## {title}")
+    end = markdown.find("\n## ", start + 1)
+    return markdown[start:end if end > 0 else None]
+
+
+def _cell(text):
+    return text.replace("*", "").replace("`", "").replace("−", "-").strip()
+
+
+@pytest.mark.parametrize("task", ["denoise", "deblur"])
+def test_card_quality_table_matches_the_results_file(task):
+    cases = _cases(task)
+    table = [line for line in _section(CARDS[task], "Validation").splitlines()
+             if line.startswith("|")]
+    header = [_cell(c) for c in table[0].strip("|").split("|")]
+    columns = {"noisy input": "input", "blurred input": "input", "BM3D (σ given)": "BM3D",
+               "Wiener (kernel given)": "Wiener", "this model": "ours",
+               f"{task}_fp32.tflite": f"ours ({task}_fp32.tflite)",
+               f"{task}_int8.tflite": f"ours ({task}_int8.tflite)"}
+    checked = set()
+    for line in table[2:]:
+        cells = [_cell(c) for c in line.strip("|").split("|")]
+        m = cases[cells[0]]
+        for name, value in zip(header[1:], cells[1:]):
+            if name in columns:
+                r = m[columns[name]]
+                want = f"{r['psnr']:.2f} / {r['ssim']:.4f}"
+            elif name in ("vs BM3D", "gain over input"):
+                other = "BM3D" if name == "vs BM3D" else "input"
+                want = f"{round(m['ours']['psnr'], 2) - round(m[other]['psnr'], 2):+.2f} dB"
+            else:
+                pytest.fail(f"{task}.md: unknown column {name!r}")
+            assert value == want, f"{task}.md, {cells[0]}, {name}: {value} (results: {want})"
+        checked.add(cells[0])
+    assert checked == set(cases), f"{task}.md should list every case of the results file"
+    int8 = [c[f"ours ({task}_int8.tflite)"]["psnr"] - c["ours"]["psnr"] for c in cases.values()]
+    quoted = re.search(r"int8 file loses (\d+\.\d\d) dB on average against the Keras model "
+                       r"\(worst (?:case )?-(\d+\.\d\d) dB", " ".join(_cell(CARDS[task]).split()))
+    assert quoted and quoted.groups() == (f"{-sum(int8) / len(int8):.2f}", f"{-min(int8):.2f}")
+
+
+@pytest.mark.parametrize("task", ["denoise", "deblur"])
+def test_card_speeds_match_the_results_file(task):
+    speed = " ".join(_section(CARDS[task], "Speed").split())
+    methods = next(iter(_cases(task).values()))
+    measured = {f"{_seconds(task, m):.2f}" for m in methods if "seconds" in methods[m]}
+    quoted = re.findall(r"(\d+\.\d\d) s\b", speed)
+    assert quoted and set(quoted) <= measured, (quoted, measured)
+    for ratio in re.findall(r"(\d+\.\d)× faster", speed):
+        assert ratio == f"{_seconds(task, 'BM3D') / _seconds(task, 'ours'):.1f}"
 
 
 @pytest.fixture(scope="module")

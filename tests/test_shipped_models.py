@@ -36,8 +36,15 @@ def test_shipped_model_is_small_safe_and_documented(name):
     assert model.size_multiple == (32, 32)
     card = (MODELS / f"{name}.md").read_text()
     assert "Validation" in card and "lomiri-wallpapers-16.04" in card
+    # The card's model figures are those of the shipped files (its quality figures:
+    # tests/test_readme.py against benchmarks/quality/quality.json).
+    assert f"| parameters | {model.count_params():,} |" in card
+    assert f"{model.count_params() / 1e6:.2f} M parameters" in (REPO / "README.md").read_text()
     for q in ("fp32", "int8"):
-        assert (MODELS / f"{name}_{q}.tflite").stat().st_size <= 25 * 2**20
+        tflite = MODELS / f"{name}_{q}.tflite"
+        assert tflite.stat().st_size <= 25 * 2**20
+        assert f"`{tflite.name}` ({tflite.stat().st_size / 2**20:.1f} MiB" in card
+    assert f"`{path.name}` ({path.stat().st_size / 2**20:.1f} MiB" in card
 
 
 def test_default_restore_model_denoises_the_demo_sample(tmp_path, clean):

@@ -30,7 +30,7 @@ def test_shipped_model_recipes_are_valid():
 
 
 def test_halfnoise_deblur_recipe_differs_from_its_base_only_in_the_noise_probability():
-    # Stretch 8 of the shipped deblurrer (saved_models/deblur.md): the mild noise on half
+    # Stretch 8 of the shipped deblurrer (docs/experiments.md): the mild noise on half
     # of the examples, everything else as debian_deblur.
     from maxim_tf.training import degrade
 
