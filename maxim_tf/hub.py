@@ -77,8 +77,40 @@ def cache_dir():
 
 
 def entry_dir(name):
-    """Cache folder of preset ``name`` (``<cache>/presets/<name>``)."""
-    return cache_dir() / "presets" / name
+    """Cache folder of preset ``name`` (``<cache>/presets/<name>``).
+
+    Raises:
+        UsageError: ``name`` is not a valid preset name (it could name a place outside
+            the cache, see :func:`maxim_tf.presets.name_problem`).
+    """
+    problem = presets_lib.name_problem(name)
+    if problem:
+        raise UsageError(f"preset name {name!r} refused: {problem}")
+    return in_cache(cache_dir() / "presets" / name, "use")
+
+
+def in_cache(path, action):
+    """``path`` itself, after checking that it lies inside the cache folder.
+
+    The one check of every path the cache creates, writes or removes: ``path`` is
+    resolved (``..`` and symbolic links followed) and must be the cache folder or lie
+    below it, so a hostile preset name or a planted symbolic link cannot make the cache
+    touch anything else.
+
+    Args:
+        path: the path about to be created, written or removed.
+        action: what is about to be done, for the message ("remove", "create", ...).
+
+    Raises:
+        UsageError: naming the path, the cache and ``$MAXIM_TF_HOME``.
+    """
+    path = pathlib.Path(path)
+    root = cache_dir().resolve()
+    resolved = path.resolve()
+    if resolved != root and root not in resolved.parents:
+        raise UsageError(f"refusing to {action} {path}: it resolves to {resolved}, outside the "
+                         f"model cache {root} (${HOME_ENV})")
+    return path
 
 
 def base_url():
@@ -260,13 +292,26 @@ def _file_ok(folder, record):
 
 
 def clear(name):
-    """Remove the cache entry of preset ``name``; returns True if there was one."""
+    """Remove the cache entry of preset ``name``; returns True if there was one.
+
+    Raises:
+        UsageError: ``name`` is not a valid preset name, or its entry resolves to a
+            place outside the cache (a symbolic link): nothing is removed.
+    """
     entry = entry_dir(name)
-    if not entry.exists():
+    if not entry.exists() and not entry.is_symlink():
         return False
-    shutil.rmtree(entry)
+    _rmtree(entry)
     _remove_if_empty(entry.parent)
     return True
+
+
+def _rmtree(folder, ignore_errors=False):
+    """``shutil.rmtree`` of a folder checked to lie inside the cache (:func:`in_cache`)."""
+    in_cache(folder, "remove")
+    if pathlib.Path(folder).resolve() == cache_dir().resolve():
+        raise UsageError(f"refusing to remove the whole model cache {folder}")
+    shutil.rmtree(folder, ignore_errors=ignore_errors)
 
 
 def fetch_preset(preset, progress=True, timeout=None, retries=None):
@@ -315,7 +360,7 @@ def _build_entry(preset, reuse_checkpoint, progress, timeout, retries):
     created = _makedirs(entry.parent)
     url = preset_url(preset)
     stage = pathlib.Path(tempfile.mkdtemp(prefix=f".{preset.name}.", suffix=".tmp",
-                                          dir=entry.parent))
+                                          dir=in_cache(entry.parent, "write in")))
     try:
         os.chmod(stage, 0o777 & ~fileio.current_umask())  # mkdtemp makes it private (0700)
         checkpoint = stage / CHECKPOINT_FILE
@@ -356,7 +401,7 @@ def _build_entry(preset, reuse_checkpoint, progress, timeout, retries):
         _say(progress, f"maxim-tf: cached {preset.name} in {entry}")
         return entry / MODEL_FILE
     except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
+        _rmtree(stage, ignore_errors=True)
         for folder in reversed(created):
             _remove_if_empty(folder)
         raise
@@ -379,14 +424,16 @@ def _convert(preset, checkpoint, output, url):
 
 def _install(stage, entry):
     """Move a complete staged entry into place (replacing a corrupted one)."""
-    if entry.exists():
+    in_cache(stage, "move")
+    in_cache(entry, "replace")
+    if entry.exists() or entry.is_symlink():
         trash = pathlib.Path(tempfile.mkdtemp(prefix=f".{entry.name}.", suffix=".old",
-                                              dir=entry.parent))
+                                              dir=in_cache(entry.parent, "write in")))
         os.replace(entry, trash / "old")
         try:
             os.replace(stage, entry)
         finally:
-            shutil.rmtree(trash, ignore_errors=True)
+            _rmtree(trash, ignore_errors=True)
     else:
         try:
             os.replace(stage, entry)
@@ -394,7 +441,7 @@ def _install(stage, entry):
             # Another process installed it meanwhile: keep theirs if it is complete.
             if read_manifest(entry.name) is None:
                 raise
-            shutil.rmtree(stage, ignore_errors=True)
+            _rmtree(stage, ignore_errors=True)
 
 
 def _makedirs(folder):
@@ -405,7 +452,10 @@ def _makedirs(folder):
     while not folder.exists():
         missing.append(folder)
         folder = folder.parent
+    parents_of_cache = cache_dir().resolve().parents  # created too when missing
     for f in reversed(missing):
+        if f.resolve() not in parents_of_cache:
+            in_cache(f, "create")
         try:
             f.mkdir()
         except FileExistsError:
@@ -415,6 +465,9 @@ def _makedirs(folder):
 
 
 def _remove_if_empty(folder):
+    """``rmdir`` of a folder of the cache (or of a parent of it that this run created)."""
+    if pathlib.Path(folder).resolve() not in cache_dir().resolve().parents:
+        in_cache(folder, "remove")
     with contextlib.suppress(OSError):
         folder.rmdir()
 

@@ -659,3 +659,76 @@ def test_kill_9_and_resume_keep_the_training_log_consistent(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     steps = [json.loads(line)["step"] for line in log.read_text().splitlines()]
     assert steps == list(range(1, 9))  # each step once, in order
+
+
+# --- second campaign (issue 35): paths, flags, errors ---
+#
+# Cases of the second hostile-input campaign (issue 35, causes 1 and 4-10, and the
+# malformed globs of restore-beam). Each asserts the exit status, one stderr line naming
+# the problem, no traceback, and what is on disk before and after.
+
+# ---------------------------------------------------------------- 35.1 preset names as paths
+
+def _hostile_presets(tmp_path, monkeypatch, *names):
+    """A victim folder beside the cache, a user presets file with ``names``, the cache at
+    ``<tmp>/a/b``: returns (presets file, cache, victim file)."""
+    victim = tmp_path / "a" / "x" / "user.txt"
+    victim.parent.mkdir(parents=True)
+    victim.write_text("the user's own file\n")
+    (tmp_path / "a" / "victim").mkdir()
+    (tmp_path / "a" / "victim" / "keep.txt").write_text("keep\n")
+    cache = tmp_path / "a" / "b"
+    (cache / "presets").mkdir(parents=True)
+    presets_file = tmp_path / "presets.json"
+    presets_file.write_text(json.dumps({n: {"task": "Denoising", "dataset": "d",
+                                            "variant": "S-1", "path": "x.npz"} for n in names}))
+    monkeypatch.setenv("MAXIM_TF_PRESETS", str(presets_file))
+    monkeypatch.setenv("MAXIM_TF_HOME", str(cache))
+    monkeypatch.setenv("MAXIM_TF_OFFICIAL_URL", str(tmp_path / "mirror"))
+    return presets_file, cache, victim
+
+
+@pytest.mark.parametrize("name,argv", [
+    ("../../x", ["--clear", "../../x"]),
+    ("../../victim", ["--clear", "all"]),
+    ("../../x", ["--download", "../../x"]),
+    ("..", ["--clear", "all"]),
+    ("a/b", ["--clear", "all"]),
+    ("a\\b", ["--clear", "all"]),
+    ("", ["--clear", "all"]),
+    ("all", ["--download", "all"]),
+    ("bad name;rm", ["--clear", "all"]),
+])
+def test_preset_names_that_are_paths_are_refused_when_the_file_is_read(
+        name, argv, tmp_path, monkeypatch, capsys):
+    presets_file, cache, victim = _hostile_presets(tmp_path, monkeypatch, name)
+    before = listing(tmp_path)  # the cache, its parent (the victim's folder) and above
+    start = time.monotonic()
+    rc, out, err = cli(capsys, "models", *argv)
+    assert rc == 2 and time.monotonic() - start < 30
+    line = one_line(err, str(presets_file), f"preset name {name!r} refused")
+    assert "MAXIM_TF_PRESETS" in line
+    assert len(err.strip().splitlines()) == 1 and out == ""
+    assert victim.read_text() == "the user's own file\n"
+    assert listing(tmp_path) == before
+
+
+def test_the_cache_refuses_paths_outside_it_from_the_python_api(tmp_path, monkeypatch):
+    from maxim_tf import hub, presets
+    from maxim_tf.errors import UsageError
+
+    _, cache, victim = _hostile_presets(tmp_path, monkeypatch, "fine")
+    # A planted symbolic link inside the cache that points outside it.
+    (cache / "presets" / "linked").symlink_to(victim.parent, target_is_directory=True)
+    before = listing(tmp_path)
+    hostile = presets.Preset(name="../../x", task="Denoising", dataset="d", variant="S-1",
+                             path="x.npz")
+    for call in (lambda: hub.clear("../../x"), lambda: hub.clear("linked"),
+                 lambda: hub.fetch_preset(hostile, progress=False),
+                 lambda: hub.entry_dir("../x")):
+        with pytest.raises(UsageError) as e:
+            call()
+        assert "\n" not in str(e.value)
+        assert "outside the model cache" in str(e.value) or "refused" in str(e.value)
+    assert victim.exists() and listing(tmp_path) == before
+    assert hub.clear("fine") is False  # a valid name, not cached: nothing to do
