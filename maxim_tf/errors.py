@@ -10,8 +10,9 @@ code  meaning
 0     success
 1     some inputs failed (the others were processed)
 2     usage, configuration, model-file or data error (nothing done)
-3     a result failed its check: training diverged (loss not finite), or an
-      exported artifact disagrees with the Keras model (``export --verify``)
+3     a result failed its check: training diverged (loss not finite), an
+      exported artifact disagrees with the Keras model (``export --verify``), or a
+      converted model with its reference outputs (``convert --reference``)
 130   interrupted (Ctrl-C); 143: terminated (SIGTERM)
 ====  ==============================================================
 
@@ -62,6 +63,13 @@ class DownloadError(MaximError, OSError):
 
     The message names the URL, the reason and the manual alternative.
     """
+
+
+class CheckFailedError(MaximError):
+    """A result failed its check (exit 3): a converted model that disagrees with its
+    ``--reference``, an export that disagrees with Keras (``export --verify``)."""
+
+    exit_code = EXIT_CHECK_FAILED
 
 
 class MissingDependencyError(MaximError, ImportError):

@@ -732,3 +732,132 @@ def test_the_cache_refuses_paths_outside_it_from_the_python_api(tmp_path, monkey
         assert "outside the model cache" in str(e.value) or "refused" in str(e.value)
     assert victim.exists() and listing(tmp_path) == before
     assert hub.clear("fine") is False  # a valid name, not cached: nothing to do
+
+
+# ---------------------------------------------------------------- 35.4 existing outputs
+
+def _no_work(monkeypatch):
+    """Make any conversion, model resolution or export fail the test: a refusal must come
+    before any work."""
+    import maxim_tf.conversion.checkpoint as checkpoint
+    from maxim_tf import hub
+
+    monkeypatch.setattr(checkpoint, "load_official_params",
+                        lambda *a: pytest.fail("the checkpoint was read before the checks"))
+    monkeypatch.setattr(hub, "resolve_model",
+                        lambda *a, **k: pytest.fail("the model was resolved before the checks"))
+
+
+def test_convert_refuses_an_existing_output_without_overwrite(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "exists.keras"
+    out.write_bytes(b"the user's model")
+    before = listing(tmp_path)
+    with monkeypatch.context() as m:
+        _no_work(m)
+        rc, stdout, err = cli(capsys, "convert", CKPT, "-o", out)
+    assert rc == 2 and stdout == ""
+    one_line(err, "exists.keras", "already exists", "--overwrite")
+    assert listing(tmp_path) == before and out.read_bytes() == b"the user's model"
+    rc, _, err = cli(capsys, "convert", CKPT, "-o", out, "--overwrite", "-q")
+    assert rc == 0, err
+    assert zipfile.is_zipfile(out)
+
+
+@pytest.mark.parametrize("kind,name", [("tflite", "exists.tflite"), ("onnx", "exists.onnx"),
+                                       ("savedmodel", "serving")])
+def test_export_refuses_an_existing_output_without_overwrite(kind, name, toy_keras, tmp_path,
+                                                             capsys, monkeypatch):
+    out = tmp_path / name
+    extra = []
+    if kind == "savedmodel":
+        (out / "toy" / "7").mkdir(parents=True)
+        (out / "toy" / "7" / "saved_model.pb").write_bytes(b"version 7")
+        extra = ["--model-name", "toy", "--model-version", "7"]
+        needle = str(out / "toy" / "7")
+    else:
+        out.write_bytes(b"the user's artifact")
+        needle = name
+    before = listing(tmp_path)
+    _no_work(monkeypatch)
+    start = time.monotonic()
+    rc, stdout, err = cli(capsys, "export", toy_keras, "--to", kind, "-o", out, *extra)
+    assert rc == 2 and stdout == "" and time.monotonic() - start < 10
+    one_line(err, needle, "already exists", "--overwrite")
+    assert len(err.strip().splitlines()) == 1
+    assert listing(tmp_path) == before
+
+
+def test_export_model_refuses_an_existing_file_in_python_too(toy_keras, tmp_path, monkeypatch):
+    from maxim_tf.export import export_model
+
+    out = tmp_path / "exists.tflite"
+    out.write_bytes(b"keep")
+    _no_work(monkeypatch)
+    monkeypatch.setattr("maxim_tf.hub.load_model",
+                        lambda *a, **k: pytest.fail("the model was loaded before the checks"))
+    with pytest.raises(FileExistsError, match="already exists"):
+        export_model(toy_keras, out, "tflite")
+    assert out.read_bytes() == b"keep"
+
+
+# ---------------------------------------------------------------- 35.5 nonsense values
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--jpeg-quality", "0"], "argument --jpeg-quality: must be an integer from 1 to 100, got '0'"),
+    (["--jpeg-quality", "1000"], "must be an integer from 1 to 100, got '1000'"),
+    (["--jpeg-quality", "high"], "argument --jpeg-quality: expected an integer from 1 to 100"),
+    (["--max-pixels", "-1"], "argument --max-pixels: must be a number > 0, got '-1'"),
+    (["--max-pixels", "nan"], "argument --max-pixels: must be a number > 0, got 'nan'"),
+    (["--tile-batch", "0"], "argument --tile-batch: must be an integer >= 1, got '0'"),
+    (["--tile", "-512"], "argument --tile: must be an integer >= 0, got '-512'"),
+    (["--overlap", "-1"], "argument --overlap: must be an integer >= 0, got '-1'"),
+])
+def test_restore_nonsense_values_are_usage_errors_before_any_work(argv, needle, tmp_path, capsys,
+                                                                  monkeypatch):
+    import maxim_tf.restore as restore_lib
+
+    monkeypatch.setattr(restore_lib, "Restorer",
+                        lambda *a, **k: pytest.fail("a model was loaded before the checks"))
+    save_png(tmp_path / "a.png")
+    before = listing(tmp_path)
+    rc, stdout, err = cli(capsys, "restore", tmp_path / "a.png", "-o", tmp_path / "out", *argv)
+    assert rc == 2 and stdout == ""
+    one_line(err, needle)
+    assert listing(tmp_path) == before
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "x"])
+def test_convert_tolerance_is_checked_before_converting(value, tmp_path, capsys, monkeypatch):
+    _no_work(monkeypatch)
+    before = listing(tmp_path)
+    rc, _, err = cli(capsys, "convert", CKPT, "-o", tmp_path / "m.keras", "--reference", CASE,
+                     f"--tolerance={value}")
+    assert rc == 2
+    one_line(err, "argument --tolerance:", repr(value))
+    assert listing(tmp_path) == before
+
+
+def test_convert_tolerance_is_checked_in_python_too(tmp_path, monkeypatch):
+    from maxim_tf.conversion import ConversionError, convert_checkpoint
+
+    _no_work(monkeypatch)
+    with pytest.raises(ConversionError, match="tolerance must be a finite number >= 0"):
+        convert_checkpoint(CKPT, tmp_path / "m.keras", reference=CASE, tolerance=-1)
+    assert list(tmp_path.iterdir()) == [tmp_path / "TMPDIR"]
+
+
+def test_convert_reference_mismatch_is_a_failed_check_exit_3(tmp_path, capsys):
+    with np.load(CASE, allow_pickle=False) as z:
+        case = {k: z[k] for k in z.files}
+    for k in case:
+        if k.startswith("stage"):
+            case[k] = case[k] + 0.5  # outputs the converted model cannot match
+    reference = tmp_path / "wrong_case.npz"
+    np.savez(reference, **case)
+    before = listing(tmp_path)
+    rc, stdout, err = cli(capsys, "convert", CKPT, "-o", tmp_path / "m.keras", "--reference",
+                          reference, "-q")
+    assert rc == 3 and "Wrote" not in stdout
+    one_line(err, "converted model differs from", "wrong_case.npz", "max abs error")
+    assert listing(tmp_path) == before  # nothing written
+

@@ -5,6 +5,7 @@ import logging
 import sys
 
 from maxim_tf import image_io
+from maxim_tf.commands._common import int_at_least
 from maxim_tf.commands.restore import DEFAULT_MODEL, add_model_arguments
 
 DESCRIPTION = """\
@@ -30,28 +31,28 @@ def register(subparsers):
                    help="output folder or prefix (local, gs://bucket/path, ...)")
     p.add_argument("--format", choices=("same", "png", "jpeg"), default="same",
                    help="output format (default: same as the input)")
-    p.add_argument("--jpeg-quality", type=int, default=image_io.JPEG_QUALITY, metavar="Q",
-                   help="JPEG quality (default: 95)")
+    p.add_argument("--jpeg-quality", type=int_at_least(1, 100), default=image_io.JPEG_QUALITY,
+                   metavar="Q", help="JPEG quality, 1-100 (default: 95)")
     p.add_argument("--skip-existing", action="store_true",
                    help="leave inputs whose output exists alone (a re-run does only what is missing)")
     add_model_arguments(p, required=False, default=DEFAULT_MODEL,
                         help="a .keras file, a shipped name (denoise, the default; deblur) or a "
                              "preset of `maxim-tf models`; resolved on every worker")
-    p.add_argument("--images-per-batch", type=int, default=1, metavar="N",
+    p.add_argument("--images-per-batch", type=int_at_least(1), default=1, metavar="N",
                    help="most images per RunInference call (default: 1)")
     p.add_argument("--stack-same-size", action="store_true",
                    help="run same-size images of a RunInference batch as one model call "
                         "(faster on GPUs; float results may differ in the last bit)")
-    p.add_argument("--threads", type=int, default=0, metavar="N",
+    p.add_argument("--threads", type=int_at_least(0), default=0, metavar="N",
                    help="TensorFlow intra-op (or LiteRT) threads per worker (default: all cores)")
-    p.add_argument("--inter-op-threads", type=int, default=0, metavar="N",
+    p.add_argument("--inter-op-threads", type=int_at_least(0), default=0, metavar="N",
                    help="TensorFlow inter-op threads per worker (default: TensorFlow's)")
     p.add_argument("--share-model-across-processes", action="store_true",
                    help="one model per machine instead of one per worker process (large models)")
     p.add_argument("--runner", default="DirectRunner",
                    help="Beam runner: DirectRunner (default), PrismRunner, DataflowRunner, "
                         "FlinkRunner, SparkRunner, ...")
-    p.add_argument("--direct-num-workers", type=int, default=1, metavar="N",
+    p.add_argument("--direct-num-workers", type=int_at_least(1), default=1, metavar="N",
                    help="DirectRunner workers (default: 1)")
     p.add_argument("--direct-running-mode", default=None,
                    choices=("in_memory", "multi_threading", "multi_processing"),
