@@ -861,3 +861,145 @@ def test_convert_reference_mismatch_is_a_failed_check_exit_3(tmp_path, capsys):
     one_line(err, "converted model differs from", "wrong_case.npz", "max abs error")
     assert listing(tmp_path) == before  # nothing written
 
+
+# ---------------------------------------------------------------- 35.6 errors that name the problem
+
+def _tiny_preset_env(tmp_path, monkeypatch, url):
+    """A user preset of the tiny single-scale fixture, its checkpoint served at ``url``."""
+    presets_file = tmp_path / "presets.json"
+    config = json.loads((TINY1S.parent / "config.json").read_text())
+    presets_file.write_text(json.dumps({"tiny": {
+        "task": "Denoising", "dataset": "Tiny1s", "config": config,
+        "path": "Denoising/Tiny1s/checkpoint.npz"}}))
+    monkeypatch.setenv("MAXIM_TF_PRESETS", str(presets_file))
+    monkeypatch.setenv("MAXIM_TF_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("MAXIM_TF_OFFICIAL_URL", url)
+    return tmp_path / "cache"
+
+
+@pytest.mark.parametrize("variable,value,needle", [
+    ("MAXIM_TF_DOWNLOAD_TIMEOUT", "abc", "is not valid: expected a number > 0"),
+    ("MAXIM_TF_DOWNLOAD_TIMEOUT", "-5", "is out of range: expected a number > 0"),
+    ("MAXIM_TF_DOWNLOAD_RETRIES", "2.5", "is not valid: expected an integer >= 0"),
+    ("MAXIM_TF_DOWNLOAD_DEADLINE", "nan", "is out of range: expected a number > 0"),
+])
+def test_bad_numbers_in_the_environment_are_named(variable, value, needle, tmp_path, monkeypatch,
+                                                  capsys):
+    cache = _tiny_preset_env(tmp_path, monkeypatch, str(tmp_path / "mirror"))
+    monkeypatch.setenv(variable, value)
+    before = listing(tmp_path)
+    rc, out, err = cli(capsys, "models", "--download", "tiny", "-q")
+    assert rc == 2 and out == ""
+    one_line(err, f"environment variable {variable}={value!r}", needle)
+    assert len(err.strip().splitlines()) == 1
+    assert listing(tmp_path) == before and not cache.exists()
+
+
+@pytest.mark.parametrize("kwargs,needle", [
+    (dict(features="x"), "features must be an integer >= 1. Received: features='x'"),
+    (dict(features=0), "features must be an integer >= 1. Received: features=0"),
+    (dict(depth=2.5), "depth must be an integer >= 1. Received: depth=2.5"),
+    (dict(num_groups=None), "num_groups must be an integer >= 1. Received: num_groups=None"),
+    (dict(high_res_stages=-1), "high_res_stages must be an integer >= 0"),
+    (dict(block_size_hr=(0, 0)), "block_size_hr must be a positive integer or a pair of "
+                                 "positive integers (height, width). Received: "
+                                 "block_size_hr=(0, 0)"),
+    (dict(grid_size_lr=(8, 8, 8)), "grid_size_lr must be a positive integer or a pair"),
+    (dict(block_size_lr="16"), "block_size_lr must be a positive integer or a pair"),
+    (dict(use_bias="yes"), "use_bias must be True or False. Received: use_bias='yes'"),
+    (dict(dropout_rate=1.5), "dropout_rate must be a finite number >= 0 and < 1"),
+    (dict(lrelu_slope=float("nan")), "lrelu_slope must be a finite number >= 0"),
+])
+def test_maxim_constructor_names_the_bad_argument(kwargs, needle):
+    import maxim_tf
+
+    start = time.monotonic()
+    with pytest.raises(ValueError) as e:
+        maxim_tf.MAXIM(**kwargs)
+    assert needle in str(e.value) and "\n" not in str(e.value)
+    assert time.monotonic() - start < 5  # refused before any layer is built
+
+
+def test_maxim_constructor_still_takes_ints_and_lists_for_pairs():
+    import maxim_tf
+
+    m = maxim_tf.MAXIM(features=8, depth=2, num_stages=1, num_groups=1, channels_reduction=2,
+                       block_size_hr=4, grid_size_hr=[4, 4], block_size_lr=(2, 2),
+                       grid_size_lr=np.int64(2), dropout_rate=0)
+    assert m.maxim_config["block_size_hr"] == (4, 4) and m.maxim_config["grid_size_lr"] == (2, 2)
+
+
+# ---------------------------------------------------------------- 35.9 total download deadline
+
+class _DripServer:
+    """127.0.0.1 only: announces a large checkpoint, then sends one byte every 0.1 s (at most
+    200), the way a stalled proxy or a hostile mirror keeps a connection alive."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Length", str(10_000_000))
+                self.end_headers()
+                body = CKPT.read_bytes()
+                try:
+                    for i in range(200):
+                        self.wfile.write(body[i:i + 1])
+                        self.wfile.flush()
+                        time.sleep(0.1)
+                except OSError:
+                    pass  # the client gave up
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/ckpt"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_dripping_server_is_cut_off_by_the_total_download_deadline(tmp_path, monkeypatch,
+                                                                     capsys):
+    server = _DripServer()
+    try:
+        cache = _tiny_preset_env(tmp_path, monkeypatch, server.url)
+        monkeypatch.setenv("MAXIM_TF_DOWNLOAD_TIMEOUT", "5")  # each byte comes well within it
+        monkeypatch.setenv("MAXIM_TF_DOWNLOAD_DEADLINE", "1.5")
+        monkeypatch.setenv("MAXIM_TF_DOWNLOAD_RETRIES", "3")
+        before = listing(tmp_path)
+        start = time.monotonic()
+        rc, out, err = cli(capsys, "models", "--download", "tiny", "-q")
+        elapsed = time.monotonic() - start
+    finally:
+        server.close()
+    assert rc == 2 and elapsed < 10, (rc, elapsed)
+    line = one_line(err, "Cannot download tiny from", "not finished within 1.5 s",
+                    "MAXIM_TF_DOWNLOAD_DEADLINE")
+    assert "tries" not in line  # the deadline is final: no retry
+    assert listing(tmp_path) == before and not cache.exists()
+
+
+def test_download_errors_keep_their_cause_for_python_users(tmp_path, monkeypatch):
+    from maxim_tf import hub
+    from maxim_tf.errors import DownloadError
+
+    server = _DripServer()
+    try:
+        with pytest.raises(DownloadError) as e:
+            hub.download(server.url, tmp_path / "x.npz", progress=False, timeout=5, retries=0,
+                         deadline=0.5)
+    finally:
+        server.close()
+    assert "not finished within 0.5 s" in str(e.value)
+    assert e.value.__cause__ is not None  # the underlying failure, for a debugger
+    assert not (tmp_path / "x.npz").exists()
+
