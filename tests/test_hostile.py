@@ -1003,3 +1003,29 @@ def test_download_errors_keep_their_cause_for_python_users(tmp_path, monkeypatch
     assert e.value.__cause__ is not None  # the underlying failure, for a debugger
     assert not (tmp_path / "x.npz").exists()
 
+
+# ---------------------------------------------------------------- 35.7 damaged checkpoint on resume
+
+@pytest.mark.parametrize("damage", ["garbage_index", "empty_data"])
+def test_train_resume_from_a_damaged_checkpoint_names_it(damage, tmp_path, capsys):
+    config = _train_config(tmp_path)
+    ckpt_dir = tmp_path / "run" / "checkpoints"
+    ckpt_dir.mkdir(parents=True)
+    (ckpt_dir / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"\n'
+                                         'all_model_checkpoint_paths: "ckpt-1"\n')
+    if damage == "garbage_index":
+        (ckpt_dir / "ckpt-1.index").write_bytes(b"garbage")
+        (ckpt_dir / "ckpt-1.data-00000-of-00001").write_bytes(b"garbage")
+    else:  # a real index whose data file was cut to nothing
+        import tensorflow as tf
+
+        tf.train.Checkpoint(v=tf.Variable([1.0, 2.0])).write(str(ckpt_dir / "ckpt-1"))
+        (ckpt_dir / "ckpt-1.data-00000-of-00001").write_bytes(b"")
+    before = listing(tmp_path)
+    start = time.monotonic()
+    rc, _, err = _train(capsys, config, tmp_path / "run", "--resume")
+    assert rc == 2 and time.monotonic() - start < 120, err
+    one_line(err, "--resume: cannot restore the checkpoint", str(ckpt_dir / "ckpt-1"),
+             "ckpt-1.index")
+    assert "unexpected" not in err
+    assert listing(tmp_path) == before

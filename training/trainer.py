@@ -67,6 +67,11 @@ class MissingCheckpoint(errors.MaximError, FileNotFoundError):
     """``--resume`` or ``--export-only`` without a checkpoint to start from."""
 
 
+class DamagedCheckpoint(errors.MaximError, ValueError):
+    """``--resume`` from a checkpoint that cannot be read (truncated, garbage, written by
+    another model); exit 2, the message names the checkpoint's files."""
+
+
 class TrainHooks:
     """Callbacks :func:`train` calls during a run; the defaults do nothing.
 
@@ -438,7 +443,15 @@ def _restore(s):
     s.manager = tf.train.CheckpointManager(s.checkpoint, str(s.ckpt_dir),
                                            max_to_keep=s.cfg["keep_checkpoints"])
     if s.existing:
-        s.checkpoint.restore(s.existing).assert_existing_objects_matched()
+        try:
+            s.checkpoint.restore(s.existing).assert_existing_objects_matched()
+        except Exception as e:  # noqa: BLE001 - a damaged file raises OpError, IndexError, ...
+            detail = (getattr(e, "message", None) or str(e)).strip().splitlines()
+            raise DamagedCheckpoint(
+                f"--resume: cannot restore the checkpoint {s.existing} (files "
+                f"{os.path.basename(s.existing)}.index and .data-*): {type(e).__name__}: "
+                f"{detail[0] if detail else 'no details'}; resume from an intact copy, or "
+                f"remove {s.ckpt_dir} to start again") from e
         log.info("Resumed from %s at step %d", s.existing, int(s.step.numpy()))
     s.start = int(s.step.numpy())
     if s.existing and s.chief:
