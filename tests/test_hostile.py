@@ -1029,3 +1029,74 @@ def test_train_resume_from_a_damaged_checkpoint_names_it(damage, tmp_path, capsy
              "ckpt-1.index")
     assert "unexpected" not in err
     assert listing(tmp_path) == before
+
+
+# ---------------------------------------------------------------- 35.8 restore-beam (beam extra)
+
+def _beam():
+    return pytest.importorskip("apache_beam",
+                               reason="apache-beam is not installed (pip install 'maxim-tf[beam]')")
+
+
+@pytest.mark.beam
+def test_restore_beam_reports_each_failed_input_on_stderr(tmp_path, capsys, monkeypatch):
+    _beam()
+    # The DirectRunner leaves its own temporaries (beam-temp*, beam-requirements-cache) in
+    # $TMPDIR: give it one outside the watched folder.
+    beam_tmp = tmp_path.parent / f"{tmp_path.name}_beam_tmp"
+    beam_tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(beam_tmp))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    save_png(src / "good1.png")
+    save_png(src / "good2.png", seed=1)
+    good = (src / "good1.png").read_bytes()
+    (src / "truncated.png").write_bytes(good[: len(good) // 2])
+    (src / "empty.png").write_bytes(b"")
+    (src / "text.png").write_text("not an image\n")
+    rc, stdout, err = cli(capsys, "restore-beam", str(src / "*.png"), "-o", out, "-q")
+    assert rc == 1 and stdout == ""
+    for name in ("truncated.png", "empty.png", "text.png"):
+        one_line(err, str(src / name) + ":")
+    one_line(err, "3 input(s) failed", str(out / "failed.jsonl"))
+    assert len(err.strip().splitlines()) == 4, err
+    assert sorted(p.name for p in out.iterdir() if p.suffix == ".png") == ["good1.png",
+                                                                           "good2.png"]
+
+
+@pytest.mark.beam
+@pytest.mark.parametrize("pattern,needle", [
+    ("nothing_here_*.png", "no files match the input glob"),
+    ("missing_folder/**", "no files match the input glob"),
+    ("in/[.png", "malformed glob"),
+    ("in/[!.png", "malformed glob"),
+    ("", "an empty input glob"),
+])
+def test_restore_beam_refuses_globs_that_match_nothing_or_are_malformed(pattern, needle, tmp_path,
+                                                                        capsys, monkeypatch):
+    _beam()
+    (tmp_path / "in").mkdir()
+    save_png(tmp_path / "in" / "a.png")
+    monkeypatch.chdir(tmp_path)
+    before = listing(tmp_path)
+    start = time.monotonic()
+    rc, stdout, err = cli(capsys, "restore-beam", pattern, "-o", tmp_path / "out", "-q")
+    assert rc == 2 and stdout == "" and time.monotonic() - start < 30
+    line = one_line(err, needle)
+    assert repr(pattern) in line or not pattern
+    assert len(err.strip().splitlines()) == 1
+    assert listing(tmp_path) == before  # no output folder, no manifest
+
+
+@pytest.mark.beam
+def test_restore_beam_glob_with_a_closed_class_still_matches(tmp_path):
+    _beam()
+    from maxim_tf.tools import beam as mbeam
+
+    save_png(tmp_path / "a1.png")
+    assert mbeam.glob_problem(str(tmp_path / "a[0-9].png")) is None
+    assert mbeam.glob_problem(str(tmp_path / "a[]].png")) is None
+    assert mbeam.glob_problem(str(tmp_path / "a[[].png")) is None
+    mbeam.check_patterns([str(tmp_path / "a[0-9].png")])  # matches a1.png: no error
+

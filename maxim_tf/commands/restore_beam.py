@@ -17,8 +17,11 @@ to each glob's base under the output prefix, with the names, formats and pixels
 of `maxim-tf restore`; each is written under a temporary name and renamed (safe
 under Beam's bundle retries). PREFIX/manifest.jsonl lists every input once
 (input, output, width, height, seconds, status, error), PREFIX/failed.jsonl the
-failed ones; a bad file never stops the pipeline. Needs the beam extra:
-pip install "maxim-tf[beam]". Exit status 1 if any input failed."""
+failed ones; a bad file never stops the pipeline, and each failed input is also
+reported on stderr, one line each, as `maxim-tf restore` does. Needs the beam
+extra: pip install "maxim-tf[beam]". Exit status 1 if any input failed; 2 (nothing
+done) for a malformed glob (a '[' without its ']'; write a literal '[' as '[[]') or
+one that matches no file."""
 
 
 def register(subparsers):
@@ -101,6 +104,13 @@ def run(args):
     _, metrics = beam.run(args.inputs, args.output_dir, handler, pipeline_options(args),
                           requested_format=args.format, jpeg_quality=args.jpeg_quality,
                           skip_existing=args.skip_existing, max_pixels=args.max_pixels)
+    dead_letter = beam._join(args.output_dir, beam.DEAD_LETTER)
+    failed = beam.failed_records(args.output_dir) if metrics["failures"] else []
+    for record in sorted(failed, key=lambda r: str(r.get("input"))):  # as `restore` prints them
+        print(_failure_line(record), file=sys.stderr)
+    if metrics["failures"]:
+        print(f"maxim-tf restore-beam: {metrics['failures']} input(s) failed; the list and "
+              f"the reasons: {dead_letter}", file=sys.stderr)
     if not args.quiet:
         mp = metrics["pixels"] / 1e6
         speed = (f"{metrics['ms_per_megapixel'] / 1000:.2f} s/MP of compute"
@@ -108,6 +118,12 @@ def run(args):
         print(f"Restored {metrics['images']} image(s) into {args.output_dir}, "
               f"{metrics['failures']} failed, {metrics['skipped']} skipped; {mp:.2f} MP "
               f"({speed}). Manifest: {beam._join(args.output_dir, beam.MANIFEST)}")
-        if metrics["failures"]:
-            print(f"Failed inputs and why: {beam._join(args.output_dir, beam.DEAD_LETTER)}")
     return 1 if metrics["failures"] else 0
+
+
+def _failure_line(record):
+    """One line naming the input and the problem (the error already starts with the input
+    where the pipeline wrote it so)."""
+    src, text = str(record.get("input")), str(record.get("error") or "failed")
+    text = " ".join(text.split("\n")).strip()
+    return text if text.startswith(src) else f"{src}: {text}"
