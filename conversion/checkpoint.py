@@ -78,7 +78,7 @@ def load_official_params(path):
                 except ValueError as e:  # object arrays need pickle: refused
                     raise ConversionError(
                         f"{path}: entry {key!r} holds a pickled Python object, which is "
-                        f"refused for safety (allow_pickle=False): {e}") from None
+                        f"refused for safety (allow_pickle=False): {e}") from e
                 if not isinstance(array, np.ndarray):
                     raise ConversionError(
                         f"{path}: entry {key!r} is not a .npy array (a foreign file in the archive)")
@@ -89,7 +89,7 @@ def load_official_params(path):
     except ConversionError:
         raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
-        raise ConversionError(f"{path}: corrupt or truncated .npz ({type(e).__name__}: {e})") from None
+        raise ConversionError(f"{path}: corrupt or truncated .npz ({type(e).__name__}: {e})") from e
     if not params:
         raise ConversionError(f"{path}: no model parameters found (expected keys under {PARAM_PREFIX!r})")
     non_finite = sorted(k for k, v in params.items() if not np.isfinite(v).all())
@@ -285,7 +285,7 @@ def read_reference(case_path):
         raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
         raise ConversionError(f"{case_path}: not a readable reference .npz "
-                              f"({type(e).__name__}: {e})") from None
+                              f"({type(e).__name__}: {e})") from e
     if not refs:
         raise ConversionError(f"{case_path}: the reference has no stage*_out* arrays")
     if x.ndim != 4 or x.shape[-1] != 3:
@@ -342,7 +342,7 @@ def read_config(config):
             with open(config, encoding="utf-8") as f:
                 config = json.load(f)
         except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ConversionError(f"{source}: cannot read the JSON config ({e})") from None
+            raise ConversionError(f"{source}: cannot read the JSON config ({e})") from e
     if not isinstance(config, dict):
         raise ConversionError(f"{source if source is not config else 'config'}: the config must be "
                               f"a JSON object of MAXIM constructor arguments. Received: a "
@@ -416,12 +416,12 @@ def convert_checkpoint(checkpoint, output=None, *, variant=None, config=None,
             cfg = infer_config(params)
         except (IndexError, ZeroDivisionError, TypeError) as e:
             raise ConversionError(f"{checkpoint}: cannot infer the config from the tensor shapes "
-                                  f"({type(e).__name__}: {e}); pass --config or --variant") from None
+                                  f"({type(e).__name__}: {e}); pass --config or --variant") from e
     cfg = {k: v for k, v in cfg.items() if k != "return_all_outputs"}
     try:
         model = maxim_tf.MAXIM(**cfg, return_all_outputs=True)
     except (TypeError, ValueError, KeyError) as e:
-        raise ConversionError(f"invalid MAXIM config {cfg}: {e}") from None
+        raise ConversionError(f"invalid MAXIM config {cfg}: {e}") from e
     n = assign_weights(model, params)
     report = {"config": model.maxim_config, "tensors": n, "ignored_entries": ignored}
     if reference is not None:

@@ -94,7 +94,7 @@ def require(module, extra, feature=None):
     except ImportError as e:
         raise MissingDependencyError(
             f"{feature or module} needs the optional package {module.split('.')[0]!r} "
-            f"({e.name or module} is missing): pip install \"maxim-tf[{extra}]\"") from None
+            f"({e.name or module} is missing): pip install \"maxim-tf[{extra}]\"") from e
 
 
 def is_out_of_memory(error):

@@ -1100,3 +1100,44 @@ def test_restore_beam_glob_with_a_closed_class_still_matches(tmp_path):
     assert mbeam.glob_problem(str(tmp_path / "a[[].png")) is None
     mbeam.check_patterns([str(tmp_path / "a[0-9].png")])  # matches a1.png: no error
 
+
+# ---------------------------------------------------------------- 35.10 library errors keep their cause
+
+# The only `raise ... from None` left in the library, each with why: argparse types (argparse
+# prints only the message; the int()/float() error adds nothing), and the archive check of
+# modelfile.py (left to the change that adds the zip member size checks there).
+_FROM_NONE_ALLOWED = {
+    "maxim_tf/commands/_common.py": 3,
+    "maxim_tf/commands/export.py": 1,
+    "maxim_tf/modelfile.py": 1,
+}
+
+
+def test_library_errors_chain_their_cause_not_from_none():
+    found = {}
+    for folder in ("maxim_tf", "conversion", "export", "training"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            n = path.read_text(encoding="utf-8").count("from None")
+            if n:
+                found[str(path.relative_to(REPO))] = n
+    assert found == _FROM_NONE_ALLOWED
+
+
+def test_python_users_see_the_original_exception(bad_models, tmp_path):
+    from maxim_tf.conversion import ConversionError, convert_checkpoint
+    from maxim_tf.errors import ModelFileError
+    from maxim_tf.image_io import ImageReadError, read_image
+    from maxim_tf.modelfile import load_keras_model
+
+    (tmp_path / "text.png").write_text("not an image\n")
+    (tmp_path / "broken.json").write_text("{")
+    cases = [
+        (ModelFileError, lambda: load_keras_model(bad_models["lambda"])),
+        (ImageReadError, lambda: read_image(tmp_path / "text.png")),
+        (ConversionError, lambda: convert_checkpoint(CKPT, config=tmp_path / "broken.json")),
+    ]
+    for kind, call in cases:
+        with pytest.raises(kind) as e:
+            call()
+        assert e.value.__cause__ is not None, (kind, e.value)
+        assert "\n" not in str(e.value)  # the CLI still prints one line

@@ -148,7 +148,7 @@ def configure_cpu_replicas(n):
     except RuntimeError as e:
         raise RuntimeError(
             f"Cannot split the CPU into {n} logical devices: TensorFlow is already "
-            f"initialised ({e}). Configure devices before building anything.") from None
+            f"initialised ({e}). Configure devices before building anything.") from e
 
 
 def make_strategy(name, tpu=None):
@@ -244,7 +244,7 @@ def _load_init_model(path):
     try:
         model = hub.load_model(path)
     except errors.ModelFileError as e:
-        raise errors.ModelFileError(f"init_from: {e}") from None
+        raise errors.ModelFileError(f"init_from: {e}") from e
     if not hasattr(model, "maxim_config"):
         raise config_lib.ConfigError(f"init_from {path} is not a maxim_tf.MAXIM model.")
     if getattr(model, "any_size", False):
@@ -577,7 +577,7 @@ def _run_step(run, n):
         raise data_lib.DataError(
             f"{data_lib.MAX_CONSECUTIVE_DROPS} training examples in a row could not "
             f"be decoded or cropped (files changed or corrupt since the start?); "
-            f"stopped at step {n}. See the warnings above for the files.") from None
+            f"stopped at step {n}. See the warnings above for the files.") from e
 
 
 # ---------------------------------------------------------------- 3. loop

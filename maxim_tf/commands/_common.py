@@ -47,6 +47,8 @@ def renamed(parser, *old, new):
     parser.add_argument(*old, action=_Renamed, new=new)
 
 
+# The argparse types below chain no cause to their ArgumentTypeError: argparse prints only
+# the message, and the int()/float() error it replaces says nothing the message does not.
 def int_at_least(low, high=None):
     """An ``argparse`` type: an int ``>= low`` (and ``<= high``), else a usage error
     naming the range (exit 2, before any work)."""

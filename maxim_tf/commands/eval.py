@@ -75,7 +75,7 @@ def _run(args, created):
         try:
             restorer = make_restorer(args)
         except (OSError, ValueError, TypeError) as e:
-            raise usage_error(e) from None
+            raise usage_error(e) from e
     if not evaluate.input_images(args.input_dir):
         raise errors.NoInputsError(f"no image files in {args.input_dir}")
 

@@ -131,9 +131,9 @@ def run(args):
     try:
         path, checks = export_model(model, output, args.to, verify=args.verify, **options(args))
     except (OSError, ValueError, TypeError) as e:  # VerificationError (exit 3) passes through
-        raise usage_error(e) from None  # nothing written: exit 2
+        raise usage_error(e) from e  # nothing written: exit 2
     except RuntimeError as e:  # a converter failure: exit 1
-        raise run_failed(e) from None
+        raise run_failed(e) from e
     print(f"Wrote {path}")
     for check in checks:
         print(check)

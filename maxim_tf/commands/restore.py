@@ -127,7 +127,7 @@ def run(args):
         try:
             restorer = make_restorer(args)
         except (OSError, ValueError, TypeError) as e:
-            raise usage_error(e) from None
+            raise usage_error(e) from e
         load_seconds = time.perf_counter() - start
         startup = (restorer.backend, load_seconds, restorer.warm_up() if jobs else 0.0)
         return _restore_all(restorer, jobs, missing, args, created, startup)
