@@ -15,12 +15,12 @@ HTTPS endpoint of ``gs://gresearch/maxim/ckpt``; ``https://``, ``http://``,
 ``file://``, a plain folder and ``gs://`` through ``tf.io.gfile`` work) with a
 progress bar, a timeout per read, a total deadline and retries. Everything is built
 in a temporary folder of the cache and renamed into place when complete: the
-checkpoint is checked
-(a zip archive, an npz without pickled objects, the converter's strict
-name/shape check against the preset's variant), converted once, and a
-``manifest.json`` records the sha256 of both files, which is verified on every
-use (a corrupted model is re-converted, a corrupted checkpoint re-fetched).
-After any failure nothing is left in the cache.
+checkpoint is checked (a zip archive, an npz without pickled objects, the
+converter's strict name/shape check against the preset's variant), converted once,
+and a ``manifest.json`` records the sha256 of both files, which is verified on
+every use (a corrupted model is re-converted, a corrupted checkpoint re-fetched).
+After any failure nothing is left in the cache. Every path the cache creates,
+writes or removes is checked to lie inside it (:func:`in_cache`).
 
 Cache: ``$MAXIM_TF_HOME`` if set, else ``$XDG_CACHE_HOME/maxim_tf``, else
 ``~/.cache/maxim_tf``; one folder per preset under ``presets/``.
@@ -318,8 +318,12 @@ def clear(name):
 def _rmtree(folder, ignore_errors=False):
     """``shutil.rmtree`` of a folder checked to lie inside the cache (:func:`in_cache`)."""
     in_cache(folder, "remove")
-    if pathlib.Path(folder).resolve() == cache_dir().resolve():
+    folder = pathlib.Path(folder)
+    if folder.resolve() == cache_dir().resolve():
         raise UsageError(f"refusing to remove the whole model cache {folder}")
+    if folder.is_symlink():  # a link (to a place inside the cache): remove the link only
+        folder.unlink()
+        return
     shutil.rmtree(folder, ignore_errors=ignore_errors)
 
 

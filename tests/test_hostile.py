@@ -732,6 +732,13 @@ def test_the_cache_refuses_paths_outside_it_from_the_python_api(tmp_path, monkey
         assert "outside the model cache" in str(e.value) or "refused" in str(e.value)
     assert victim.exists() and listing(tmp_path) == before
     assert hub.clear("fine") is False  # a valid name, not cached: nothing to do
+    # A link to another entry of the cache: clearing removes the link, not its target.
+    (cache / "presets" / "target").mkdir()
+    (cache / "presets" / "target" / "model.keras").write_bytes(b"m")
+    (cache / "presets" / "alias").symlink_to(cache / "presets" / "target")
+    assert hub.clear("alias") is True
+    assert (cache / "presets" / "target" / "model.keras").exists()
+    assert not (cache / "presets" / "alias").is_symlink()
 
 
 # ---------------------------------------------------------------- 35.4 existing outputs
