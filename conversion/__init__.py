@@ -2,11 +2,12 @@
 
 from maxim_tf.conversion.checkpoint import (
     ConversionError,
+    ReferenceMismatchError,
     convert_checkpoint,
     expected_parameters,
     infer_config,
     load_official_params,
 )
 
-__all__ = ["ConversionError", "convert_checkpoint", "expected_parameters", "infer_config",
-           "load_official_params"]
+__all__ = ["ConversionError", "ReferenceMismatchError", "convert_checkpoint",
+           "expected_parameters", "infer_config", "load_official_params"]

@@ -10,6 +10,7 @@ optionally compare against reference outputs -> save atomically.
 
 import json
 import math
+import numbers
 import os
 import re
 import zipfile
@@ -17,7 +18,7 @@ import zipfile
 import numpy as np
 
 from maxim_tf import fileio
-from maxim_tf.errors import MaximError
+from maxim_tf.errors import CheckFailedError, MaximError
 
 PARAM_PREFIX = "opt/target/"
 OPTIMIZER_PREFIX = "opt/state/"
@@ -25,6 +26,11 @@ OPTIMIZER_PREFIX = "opt/state/"
 
 class ConversionError(MaximError, ValueError):
     """The checkpoint cannot be converted; the message says why."""
+
+
+class ReferenceMismatchError(CheckFailedError, ConversionError):
+    """The converted model differs from the ``reference`` outputs by more than the
+    tolerance (``maxim-tf convert --reference`` exits 3, as ``export --verify`` does)."""
 
 
 # --------------------------------------------------------------------------
@@ -72,7 +78,7 @@ def load_official_params(path):
                 except ValueError as e:  # object arrays need pickle: refused
                     raise ConversionError(
                         f"{path}: entry {key!r} holds a pickled Python object, which is "
-                        f"refused for safety (allow_pickle=False): {e}") from None
+                        f"refused for safety (allow_pickle=False): {e}") from e
                 if not isinstance(array, np.ndarray):
                     raise ConversionError(
                         f"{path}: entry {key!r} is not a .npy array (a foreign file in the archive)")
@@ -83,7 +89,7 @@ def load_official_params(path):
     except ConversionError:
         raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
-        raise ConversionError(f"{path}: corrupt or truncated .npz ({type(e).__name__}: {e})") from None
+        raise ConversionError(f"{path}: corrupt or truncated .npz ({type(e).__name__}: {e})") from e
     if not params:
         raise ConversionError(f"{path}: no model parameters found (expected keys under {PARAM_PREFIX!r})")
     non_finite = sorted(k for k, v in params.items() if not np.isfinite(v).all())
@@ -279,7 +285,7 @@ def read_reference(case_path):
         raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
         raise ConversionError(f"{case_path}: not a readable reference .npz "
-                              f"({type(e).__name__}: {e})") from None
+                              f"({type(e).__name__}: {e})") from e
     if not refs:
         raise ConversionError(f"{case_path}: the reference has no stage*_out* arrays")
     if x.ndim != 4 or x.shape[-1] != 3:
@@ -309,14 +315,17 @@ def compare_with_reference(model_all_outputs, case_path):
     return errors
 
 
-def check_output(output):
-    """Raise ConversionError unless ``output`` is a ``.keras`` path that can be written."""
+def check_output(output, overwrite=True):
+    """Raise ConversionError unless ``output`` is a ``.keras`` path that can be written
+    (and, without ``overwrite``, does not exist yet)."""
     output = os.fspath(output)
     if os.path.isdir(output):
         raise ConversionError(f"{output}: is a directory; pass the .keras file to write "
                               f"(e.g. {os.path.join(output, 'model.keras')})")
     if not output.endswith(".keras"):
         raise ConversionError(f"output must end with .keras. Received: {output}")
+    if not overwrite and os.path.lexists(output):
+        raise ConversionError(f"{output}: already exists; pass --overwrite to replace it")
     directory = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(directory):
         raise ConversionError(f"output directory does not exist: {directory}")
@@ -333,7 +342,7 @@ def read_config(config):
             with open(config, encoding="utf-8") as f:
                 config = json.load(f)
         except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ConversionError(f"{source}: cannot read the JSON config ({e})") from None
+            raise ConversionError(f"{source}: cannot read the JSON config ({e})") from e
     if not isinstance(config, dict):
         raise ConversionError(f"{source if source is not config else 'config'}: the config must be "
                               f"a JSON object of MAXIM constructor arguments. Received: a "
@@ -341,16 +350,17 @@ def read_config(config):
     return config
 
 
-def save_atomic(model, output):
+def save_atomic(model, output, overwrite=True):
     """Save a Keras model to ``output`` (.keras) via a temp file + rename."""
-    output = check_output(output)
+    output = check_output(output, overwrite=overwrite)
     with fileio.atomic_path(output, suffix=".keras") as tmp:
         model.save(tmp)
     return output
 
 
 def convert_checkpoint(checkpoint, output=None, *, variant=None, config=None,
-                       return_all_outputs=False, reference=None, tolerance=1e-4):
+                       return_all_outputs=False, reference=None, tolerance=1e-4,
+                       overwrite=True):
     """Convert an official MAXIM checkpoint to a Keras model (and ``.keras`` file).
 
     Args:
@@ -365,8 +375,13 @@ def convert_checkpoint(checkpoint, output=None, *, variant=None, config=None,
         return_all_outputs: build the saved model to return every stage/scale
             output instead of only the restored image.
         reference: optional ``case_*.npz`` (``input`` + ``stage{s}_out{k}``) to
-            verify against; raises if any output differs by more than
-            ``tolerance``.
+            verify against; raises :class:`ReferenceMismatchError` if any output
+            differs by more than ``tolerance``.
+        tolerance: largest absolute error allowed against ``reference`` (a finite
+            number >= 0).
+        overwrite: replace an existing ``output`` (the ``maxim-tf convert`` command
+            passes False unless ``--overwrite``: an existing file is then refused
+            before any work).
 
     Returns:
         ``(model, report)``; report holds the config, counts and, with a
@@ -381,7 +396,10 @@ def convert_checkpoint(checkpoint, output=None, *, variant=None, config=None,
     # Everything that can be checked without the weights is checked first: a bad
     # output path or reference must not cost a whole conversion.
     if output is not None:
-        check_output(output)
+        check_output(output, overwrite=overwrite)
+    if not _is_number(tolerance) or not math.isfinite(tolerance) or tolerance < 0:
+        raise ConversionError(f"tolerance must be a finite number >= 0. Received: "
+                              f"tolerance={tolerance!r}")
     if config is not None:
         config = read_config(config)
     if reference is not None:
@@ -398,12 +416,12 @@ def convert_checkpoint(checkpoint, output=None, *, variant=None, config=None,
             cfg = infer_config(params)
         except (IndexError, ZeroDivisionError, TypeError) as e:
             raise ConversionError(f"{checkpoint}: cannot infer the config from the tensor shapes "
-                                  f"({type(e).__name__}: {e}); pass --config or --variant") from None
+                                  f"({type(e).__name__}: {e}); pass --config or --variant") from e
     cfg = {k: v for k, v in cfg.items() if k != "return_all_outputs"}
     try:
         model = maxim_tf.MAXIM(**cfg, return_all_outputs=True)
     except (TypeError, ValueError, KeyError) as e:
-        raise ConversionError(f"invalid MAXIM config {cfg}: {e}") from None
+        raise ConversionError(f"invalid MAXIM config {cfg}: {e}") from e
     n = assign_weights(model, params)
     report = {"config": model.maxim_config, "tensors": n, "ignored_entries": ignored}
     if reference is not None:
@@ -411,11 +429,15 @@ def convert_checkpoint(checkpoint, output=None, *, variant=None, config=None,
         report["max_abs_error"] = errors
         worst = max(errors.values())
         if worst > tolerance:
-            raise ConversionError(
+            raise ReferenceMismatchError(
                 f"converted model differs from {reference}: max abs error {worst:.3g} > {tolerance}"
                 f" ({errors})")
     if not return_all_outputs:
         model = model.with_outputs(False)
     if output is not None:
-        report["output"] = save_atomic(model, output)
+        report["output"] = save_atomic(model, output, overwrite=overwrite)
     return model, report
+
+
+def _is_number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)

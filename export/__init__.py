@@ -28,8 +28,11 @@ def export_model(model, output, format, verify=False, **options):  # noqa: A002
         verify: after writing, run the artifact in its runtime against the
             Keras model (see :mod:`maxim_tf.export.verify`); raises
             ``VerificationError`` if it disagrees.
-        **options: passed to :func:`~maxim_tf.export.savedmodel.export_savedmodel`
-            (name, version, max_pixels, warmup, overwrite),
+        **options: ``overwrite`` (every format): replace an existing output file or
+            SavedModel version (default: refuse it with ``FileExistsError`` before any
+            work); the rest is passed to
+            :func:`~maxim_tf.export.savedmodel.export_savedmodel`
+            (name, version, max_pixels, warmup),
             :func:`~maxim_tf.export.tflite.export_tflite` (quantization,
             input_size, batch_size, representative_data, num_calibration_images,
             int8_io) or :func:`~maxim_tf.export.onnx.export_onnx` (opset).
@@ -43,6 +46,8 @@ def export_model(model, output, format, verify=False, **options):  # noqa: A002
     if format not in FORMATS:
         raise ValueError(f"Unknown export format {format!r}. Choose one of {', '.join(FORMATS)}.")
     check_dependencies(format, verify)
+    if format != "savedmodel":  # export_savedmodel checks its version folder itself
+        check_new_output(output, options.pop("overwrite", False))
     model = load_model(model, require_maxim=True)
     if format == "savedmodel":
         from maxim_tf.export.savedmodel import export_savedmodel
@@ -62,6 +67,21 @@ def export_model(model, output, format, verify=False, **options):  # noqa: A002
 
         checks = verify_export(model, format, path, quantization=options.get("quantization"))
     return pathlib.Path(path), checks
+
+
+def check_new_output(output, overwrite=False):
+    """Refuse an existing TFLite/ONNX output file unless ``overwrite`` (before any work).
+
+    Raises:
+        FileExistsError: naming the file and ``--overwrite`` (``maxim-tf export``: exit 2).
+        IsADirectoryError: ``output`` is a folder.
+    """
+    path = pathlib.Path(output)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a directory; pass the file to write")
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise FileExistsError(f"{path}: already exists; pass --overwrite (overwrite=True) to "
+                              f"replace it")
 
 
 # format -> (modules the export needs, modules --verify needs); all in the [export] extra.
@@ -85,4 +105,4 @@ def check_dependencies(format, verify=False):  # noqa: A002
         require(module, "export", f"{format} export" + (" with --verify" if verify else ""))
 
 
-__all__ = ["FORMATS", "check_dependencies", "export_model"]
+__all__ = ["FORMATS", "check_dependencies", "check_new_output", "export_model"]

@@ -14,7 +14,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from maxim_tf.errors import EXIT_CHECK_FAILED, MaximError
+from maxim_tf.errors import EXIT_CHECK_FAILED, CheckFailedError
 from maxim_tf.export import graph
 
 # Max |export - keras| for float artifacts.
@@ -39,7 +39,7 @@ MIN_PSNR = {
 }
 
 
-class VerificationError(MaximError):
+class VerificationError(CheckFailedError):
     """An exported model disagrees with the Keras model beyond the threshold
     (``maxim-tf export --verify`` exits 3, :data:`maxim_tf.errors.EXIT_CHECK_FAILED`)."""
 

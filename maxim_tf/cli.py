@@ -71,7 +71,8 @@ def build_parser():
         prog="maxim-tf",
         description="MAXIM (Multi-Axis MLP for Image Processing) in TensorFlow/Keras 3.",
         epilog="Exit status: 0 ok, 1 some inputs failed, 2 usage/config/model/data error, "
-               "3 a result failed its check (training diverged, export --verify), 130 interrupted, 143 terminated.")
+               "3 a result failed its check (training diverged, export --verify, convert --reference), "
+               "130 interrupted, 143 terminated.")
     parser.add_argument("--version", action="version", version=f"maxim-tf {__version__}")
     _add_common_arguments(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

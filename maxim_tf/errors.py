@@ -10,8 +10,9 @@ code  meaning
 0     success
 1     some inputs failed (the others were processed)
 2     usage, configuration, model-file or data error (nothing done)
-3     a result failed its check: training diverged (loss not finite), or an
-      exported artifact disagrees with the Keras model (``export --verify``)
+3     a result failed its check: training diverged (loss not finite), an
+      exported artifact disagrees with the Keras model (``export --verify``), or a
+      converted model with its reference outputs (``convert --reference``)
 130   interrupted (Ctrl-C); 143: terminated (SIGTERM)
 ====  ==============================================================
 
@@ -64,6 +65,13 @@ class DownloadError(MaximError, OSError):
     """
 
 
+class CheckFailedError(MaximError):
+    """A result failed its check (exit 3): a converted model that disagrees with its
+    ``--reference``, an export that disagrees with Keras (``export --verify``)."""
+
+    exit_code = EXIT_CHECK_FAILED
+
+
 class MissingDependencyError(MaximError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
 
@@ -86,7 +94,7 @@ def require(module, extra, feature=None):
     except ImportError as e:
         raise MissingDependencyError(
             f"{feature or module} needs the optional package {module.split('.')[0]!r} "
-            f"({e.name or module} is missing): pip install \"maxim-tf[{extra}]\"") from None
+            f"({e.name or module} is missing): pip install \"maxim-tf[{extra}]\"") from e
 
 
 def is_out_of_memory(error):

@@ -13,13 +13,14 @@ Download, like a package manager: the checkpoint comes from
 ``$MAXIM_TF_OFFICIAL_URL/<Task>/<Dataset>/checkpoint.npz`` (default: the public
 HTTPS endpoint of ``gs://gresearch/maxim/ckpt``; ``https://``, ``http://``,
 ``file://``, a plain folder and ``gs://`` through ``tf.io.gfile`` work) with a
-progress bar, a timeout and retries. Everything is built in a temporary folder
-of the cache and renamed into place when complete: the checkpoint is checked
-(a zip archive, an npz without pickled objects, the converter's strict
-name/shape check against the preset's variant), converted once, and a
-``manifest.json`` records the sha256 of both files, which is verified on every
-use (a corrupted model is re-converted, a corrupted checkpoint re-fetched).
-After any failure nothing is left in the cache.
+progress bar, a timeout per read, a total deadline and retries. Everything is built
+in a temporary folder of the cache and renamed into place when complete: the
+checkpoint is checked (a zip archive, an npz without pickled objects, the
+converter's strict name/shape check against the preset's variant), converted once,
+and a ``manifest.json`` records the sha256 of both files, which is verified on
+every use (a corrupted model is re-converted, a corrupted checkpoint re-fetched).
+After any failure nothing is left in the cache. Every path the cache creates,
+writes or removes is checked to lie inside it (:func:`in_cache`).
 
 Cache: ``$MAXIM_TF_HOME`` if set, else ``$XDG_CACHE_HOME/maxim_tf``, else
 ``~/.cache/maxim_tf``; one folder per preset under ``presets/``.
@@ -43,6 +44,7 @@ import urllib.request
 
 from maxim_tf import fileio
 from maxim_tf import presets as presets_lib
+from maxim_tf._utils import env_number
 from maxim_tf.errors import DownloadError, ModelFileError, ModelNotFoundError, UsageError
 from maxim_tf.fileio import sha256_file  # noqa: F401  (also used as hub.sha256_file)
 
@@ -50,8 +52,15 @@ MODEL_DIR_ENV = "MAXIM_TF_MODEL_DIR"
 HOME_ENV = "MAXIM_TF_HOME"
 TIMEOUT_ENV = "MAXIM_TF_DOWNLOAD_TIMEOUT"
 RETRIES_ENV = "MAXIM_TF_DOWNLOAD_RETRIES"
+DEADLINE_ENV = "MAXIM_TF_DOWNLOAD_DEADLINE"
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_RETRIES = 3
+# The whole download (every try and the waits between them) must end within this many
+# seconds, however steadily the data trickles in (the timeout above is per read).
+DEFAULT_DEADLINE_S = 1800.0
+# The first bytes of a download are gathered before its signature is checked (a server
+# sending a byte at a time must not fail the check on the first byte).
+_HEAD_BYTES = 256
 # Seconds before retry k (1-based): _BACKOFF_S * 2 ** (k - 1).
 _BACKOFF_S = 1.0
 _CHUNK = 1 << 20
@@ -77,8 +86,40 @@ def cache_dir():
 
 
 def entry_dir(name):
-    """Cache folder of preset ``name`` (``<cache>/presets/<name>``)."""
-    return cache_dir() / "presets" / name
+    """Cache folder of preset ``name`` (``<cache>/presets/<name>``).
+
+    Raises:
+        UsageError: ``name`` is not a valid preset name (it could name a place outside
+            the cache, see :func:`maxim_tf.presets.name_problem`).
+    """
+    problem = presets_lib.name_problem(name)
+    if problem:
+        raise UsageError(f"preset name {name!r} refused: {problem}")
+    return in_cache(cache_dir() / "presets" / name, "use")
+
+
+def in_cache(path, action):
+    """``path`` itself, after checking that it lies inside the cache folder.
+
+    The one check of every path the cache creates, writes or removes: ``path`` is
+    resolved (``..`` and symbolic links followed) and must be the cache folder or lie
+    below it, so a hostile preset name or a planted symbolic link cannot make the cache
+    touch anything else.
+
+    Args:
+        path: the path about to be created, written or removed.
+        action: what is about to be done, for the message ("remove", "create", ...).
+
+    Raises:
+        UsageError: naming the path, the cache and ``$MAXIM_TF_HOME``.
+    """
+    path = pathlib.Path(path)
+    root = cache_dir().resolve()
+    resolved = path.resolve()
+    if resolved != root and root not in resolved.parents:
+        raise UsageError(f"refusing to {action} {path}: it resolves to {resolved}, outside the "
+                         f"model cache {root} (${HOME_ENV})")
+    return path
 
 
 def base_url():
@@ -232,7 +273,7 @@ def _build_untrained(text, path):
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise ModelFileError(f"{path}: not a readable JSON model config ({e})") from None
+        raise ModelFileError(f"{path}: not a readable JSON model config ({e})") from e
     if not isinstance(config, dict):
         raise ModelFileError(f"{path}: a JSON model config must be an object of "
                              f"maxim_tf.MAXIM arguments")
@@ -260,16 +301,33 @@ def _file_ok(folder, record):
 
 
 def clear(name):
-    """Remove the cache entry of preset ``name``; returns True if there was one."""
+    """Remove the cache entry of preset ``name``; returns True if there was one.
+
+    Raises:
+        UsageError: ``name`` is not a valid preset name, or its entry resolves to a
+            place outside the cache (a symbolic link): nothing is removed.
+    """
     entry = entry_dir(name)
-    if not entry.exists():
+    if not entry.exists() and not entry.is_symlink():
         return False
-    shutil.rmtree(entry)
+    _rmtree(entry)
     _remove_if_empty(entry.parent)
     return True
 
 
-def fetch_preset(preset, progress=True, timeout=None, retries=None):
+def _rmtree(folder, ignore_errors=False):
+    """``shutil.rmtree`` of a folder checked to lie inside the cache (:func:`in_cache`)."""
+    in_cache(folder, "remove")
+    folder = pathlib.Path(folder)
+    if folder.resolve() == cache_dir().resolve():
+        raise UsageError(f"refusing to remove the whole model cache {folder}")
+    if folder.is_symlink():  # a link (to a place inside the cache): remove the link only
+        folder.unlink()
+        return
+    shutil.rmtree(folder, ignore_errors=ignore_errors)
+
+
+def fetch_preset(preset, progress=True, timeout=None, retries=None, deadline=None):
     """The cached ``.keras`` of ``preset``: verified, or downloaded, checked and converted now.
 
     Args:
@@ -279,6 +337,8 @@ def fetch_preset(preset, progress=True, timeout=None, retries=None):
             ``$MAXIM_TF_DOWNLOAD_TIMEOUT`` or 60).
         retries: further tries after a transient failure (default
             ``$MAXIM_TF_DOWNLOAD_RETRIES`` or 3).
+        deadline: seconds the whole download may take (default
+            ``$MAXIM_TF_DOWNLOAD_DEADLINE`` or 1800), see :func:`download`.
 
     Returns:
         ``pathlib.Path`` of the cached ``model.keras``.
@@ -286,7 +346,10 @@ def fetch_preset(preset, progress=True, timeout=None, retries=None):
     Raises:
         DownloadError: the checkpoint cannot be fetched or fails a check; nothing
             is left in the cache.
+        UsageError: a bad preset name, or a download setting of the environment that
+            is not a valid number (the message names the variable).
     """
+    timeout, retries, deadline = download_settings(timeout, retries, deadline)
     entry = entry_dir(preset.name)
     manifest = read_manifest(preset.name)
     reuse_checkpoint = None
@@ -307,15 +370,32 @@ def fetch_preset(preset, progress=True, timeout=None, retries=None):
                            f"(sha256 mismatch); fetching it again")
     elif entry.exists():
         _say(progress, f"maxim-tf: incomplete cache entry {entry}; fetching it again")
-    return _build_entry(preset, reuse_checkpoint, progress, timeout, retries)
+    return _build_entry(preset, reuse_checkpoint, progress, timeout, retries, deadline)
 
 
-def _build_entry(preset, reuse_checkpoint, progress, timeout, retries):
+def download_settings(timeout=None, retries=None, deadline=None):
+    """``(timeout, retries, deadline)``: the values given, else those of the environment
+    (``$MAXIM_TF_DOWNLOAD_TIMEOUT``, ``$MAXIM_TF_DOWNLOAD_RETRIES``,
+    ``$MAXIM_TF_DOWNLOAD_DEADLINE``), else the defaults (60 s, 3, 1800 s).
+
+    Raises:
+        UsageError: a variable that is not a valid number, named with its value.
+    """
+    if timeout is None:
+        timeout = env_number(TIMEOUT_ENV, DEFAULT_TIMEOUT_S, positive=True)
+    if retries is None:
+        retries = env_number(RETRIES_ENV, DEFAULT_RETRIES, kind=int, minimum=0)
+    if deadline is None:
+        deadline = env_number(DEADLINE_ENV, DEFAULT_DEADLINE_S, positive=True)
+    return timeout, retries, deadline
+
+
+def _build_entry(preset, reuse_checkpoint, progress, timeout, retries, deadline):
     entry = entry_dir(preset.name)
     created = _makedirs(entry.parent)
     url = preset_url(preset)
     stage = pathlib.Path(tempfile.mkdtemp(prefix=f".{preset.name}.", suffix=".tmp",
-                                          dir=entry.parent))
+                                          dir=in_cache(entry.parent, "write in")))
     try:
         os.chmod(stage, 0o777 & ~fileio.current_umask())  # mkdtemp makes it private (0700)
         checkpoint = stage / CHECKPOINT_FILE
@@ -325,7 +405,7 @@ def _build_entry(preset, reuse_checkpoint, progress, timeout, retries):
         else:
             _say(progress, f"maxim-tf: downloading {preset.name} from {url}")
             download(url, checkpoint, progress=progress, timeout=timeout, retries=retries,
-                     what=preset.name, manual=_manual_hint(preset, url))
+                     what=preset.name, manual=_manual_hint(preset, url), deadline=deadline)
             _say(progress, f"maxim-tf: downloaded {_megabytes(checkpoint)} in "
                            f"{time.perf_counter() - start:.1f} s")
         checkpoint_sha = sha256_file(checkpoint)
@@ -356,7 +436,7 @@ def _build_entry(preset, reuse_checkpoint, progress, timeout, retries):
         _say(progress, f"maxim-tf: cached {preset.name} in {entry}")
         return entry / MODEL_FILE
     except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
+        _rmtree(stage, ignore_errors=True)
         for folder in reversed(created):
             _remove_if_empty(folder)
         raise
@@ -374,19 +454,21 @@ def _convert(preset, checkpoint, output, url):
         detail = "; ".join(line.strip() for line in first[:4])
         raise DownloadError(
             f"Checkpoint of preset {preset.name!r} from {url} failed the check against {what}: "
-            f"{detail}. Nothing was cached.") from None
+            f"{detail}. Nothing was cached.") from e
 
 
 def _install(stage, entry):
     """Move a complete staged entry into place (replacing a corrupted one)."""
-    if entry.exists():
+    in_cache(stage, "move")
+    in_cache(entry, "replace")
+    if entry.exists() or entry.is_symlink():
         trash = pathlib.Path(tempfile.mkdtemp(prefix=f".{entry.name}.", suffix=".old",
-                                              dir=entry.parent))
+                                              dir=in_cache(entry.parent, "write in")))
         os.replace(entry, trash / "old")
         try:
             os.replace(stage, entry)
         finally:
-            shutil.rmtree(trash, ignore_errors=True)
+            _rmtree(trash, ignore_errors=True)
     else:
         try:
             os.replace(stage, entry)
@@ -394,7 +476,7 @@ def _install(stage, entry):
             # Another process installed it meanwhile: keep theirs if it is complete.
             if read_manifest(entry.name) is None:
                 raise
-            shutil.rmtree(stage, ignore_errors=True)
+            _rmtree(stage, ignore_errors=True)
 
 
 def _makedirs(folder):
@@ -405,7 +487,10 @@ def _makedirs(folder):
     while not folder.exists():
         missing.append(folder)
         folder = folder.parent
+    parents_of_cache = cache_dir().resolve().parents  # created too when missing
     for f in reversed(missing):
+        if f.resolve() not in parents_of_cache:
+            in_cache(f, "create")
         try:
             f.mkdir()
         except FileExistsError:
@@ -415,6 +500,9 @@ def _makedirs(folder):
 
 
 def _remove_if_empty(folder):
+    """``rmdir`` of a folder of the cache (or of a parent of it that this run created)."""
+    if pathlib.Path(folder).resolve() not in cache_dir().resolve().parents:
+        in_cache(folder, "remove")
     with contextlib.suppress(OSError):
         folder.rmdir()
 
@@ -449,24 +537,32 @@ class _Final(Exception):
     """A failure another try will not fix (404, an HTML page, a missing file)."""
 
 
-def download(url, dest, progress=True, timeout=None, retries=None, what=None, manual=""):
-    """Fetch ``url`` to the file ``dest`` with a progress bar, a timeout and retries.
+def download(url, dest, progress=True, timeout=None, retries=None, what=None, manual="",
+             deadline=None):
+    """Fetch ``url`` to the file ``dest`` with a progress bar, timeouts and retries.
 
     Args:
         url: ``https://``, ``http://``, ``file://``, ``gs://`` or a local path.
         dest: output file (overwritten; removed on failure).
         progress: tqdm bar (size, speed, ETA) on stderr.
-        timeout: seconds without data before a try is abandoned.
+        timeout: seconds without data before a try is abandoned (default
+            ``$MAXIM_TF_DOWNLOAD_TIMEOUT`` or 60).
         retries: further tries after a transient failure (connection error,
-            timeout, cut-off body, HTTP 5xx/429), with exponential back-off.
+            timeout, cut-off body, HTTP 5xx/429), with exponential back-off (default
+            ``$MAXIM_TF_DOWNLOAD_RETRIES`` or 3).
         what: name for messages (e.g. the preset).
         manual: what to do instead, appended to the error message.
+        deadline: seconds the whole download may take, every try and wait included,
+            however steadily data arrives (default ``$MAXIM_TF_DOWNLOAD_DEADLINE`` or
+            1800); checked after every read, so it is overrun by at most ``timeout``.
 
     Raises:
         DownloadError: one line naming the URL, the reason and ``manual``.
+        UsageError: one of the environment variables is not a valid number (the
+            message names it).
     """
-    timeout = float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)) if timeout is None else timeout
-    retries = int(os.environ.get(RETRIES_ENV, DEFAULT_RETRIES)) if retries is None else retries
+    timeout, retries, deadline = download_settings(timeout, retries, deadline)
+    clock = _Deadline(deadline)
     scheme = urllib.parse.urlsplit(url).scheme.lower()
     fetch = {"http": _fetch_http, "https": _fetch_http, "gs": _fetch_gfile,
              "file": _fetch_file, "": _fetch_file}.get(scheme)
@@ -477,7 +573,7 @@ def download(url, dest, progress=True, timeout=None, retries=None, what=None, ma
     while fetch is not None:
         attempt += 1
         try:
-            fetch(url, dest, timeout, progress, label)
+            fetch(url, dest, timeout, progress, label, clock)
             return dest
         except _Final as e:
             error = e
@@ -487,32 +583,67 @@ def download(url, dest, progress=True, timeout=None, retries=None, what=None, ma
             if attempt > retries:
                 break
             wait = _BACKOFF_S * 2 ** (attempt - 1)
+            if clock.left() < wait:
+                error = clock.expired_error()
+                break
             _say(progress, f"maxim-tf: download of {label} failed ({e}); retry {attempt} of "
                            f"{retries} in {wait:g} s")
             time.sleep(wait)
     with contextlib.suppress(OSError):
         os.remove(dest)
     tries = f" after {attempt} tries" if attempt > 1 else ""
-    raise DownloadError(f"Cannot download {label} from {url}: {error}{tries}. {manual}".rstrip())
+    raise DownloadError(f"Cannot download {label} from {url}: {error}{tries}. {manual}".rstrip()) \
+        from error
 
 
-def _write_stream(read, dest, total, progress, label, content_type=""):
-    """Copy chunks from ``read(n)`` to ``dest``; checks the zip signature and the length."""
+class _Deadline:
+    """The total time a download may take (``$MAXIM_TF_DOWNLOAD_DEADLINE``)."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+
+    def left(self):
+        return self.end - time.monotonic()
+
+    def expired_error(self, received=None):
+        got = f"; {received} bytes received" if received is not None else ""
+        return _Final(f"not finished within {self.seconds:g} s, the total time a download may "
+                      f"take (${DEADLINE_ENV}){got}")
+
+    def check(self, received=None):
+        if self.left() <= 0:
+            raise self.expired_error(received)
+
+
+def _write_stream(read, dest, total, progress, label, content_type="", clock=None):
+    """Copy chunks from ``read(n)`` to ``dest``; checks the zip signature, the length and
+    (after every read) the total deadline ``clock``."""
     from tqdm import tqdm
 
-    written = 0
+    written, head = 0, b""  # head: the first bytes, held back until the signature is checked
     with open(dest, "wb") as f, tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
                                      desc=label, disable=not progress, file=sys.stderr,
                                      dynamic_ncols=True, leave=False) as bar:
         while True:
+            if clock is not None:
+                clock.check(written + len(head))
             chunk = read(_CHUNK)
             if not chunk:
                 break
+            bar.update(len(chunk))
             if written == 0:
-                _check_signature(chunk, content_type)
+                head += chunk
+                if len(head) < _HEAD_BYTES:
+                    continue
+                _check_signature(head, content_type)
+                chunk, head = head, b""
             f.write(chunk)
             written += len(chunk)
-            bar.update(len(chunk))
+        if head:  # a file shorter than _HEAD_BYTES
+            _check_signature(head, content_type)
+            f.write(head)
+            written += len(head)
         f.flush()
         os.fsync(f.fileno())
     if written == 0:
@@ -533,7 +664,7 @@ def _check_signature(head, content_type):
                  f"with {head[:8]!r})")
 
 
-def _fetch_http(url, dest, timeout, progress, label):
+def _fetch_http(url, dest, timeout, progress, label, clock=None):
     from maxim_tf import __version__
 
     request = urllib.request.Request(url, headers={"User-Agent": f"maxim-tf/{__version__}"})
@@ -541,51 +672,53 @@ def _fetch_http(url, dest, timeout, progress, label):
         with urllib.request.urlopen(request, timeout=timeout) as response:
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
-            _write_stream(response.read, dest, total, progress, label,
-                          response.headers.get("Content-Type", ""))
+            # read1: at most one read of the socket per call, so the deadline is checked
+            # at least once per timeout however slowly the bytes trickle in.
+            _write_stream(response.read1, dest, total, progress, label,
+                          response.headers.get("Content-Type", ""), clock)
     except urllib.error.HTTPError as e:
         message = f"HTTP {e.code} {e.reason}"
-        raise (_Transient if e.code in _TRANSIENT_STATUS else _Final)(message) from None
+        raise (_Transient if e.code in _TRANSIENT_STATUS else _Final)(message) from e
     except (_Final, _Transient):
         raise
-    except (TimeoutError, socket.timeout):
-        raise _Transient(f"no data for {timeout:g} s (timed out)") from None
+    except (TimeoutError, socket.timeout) as e:
+        raise _Transient(f"no data for {timeout:g} s (timed out)") from e
     except urllib.error.URLError as e:
         reason = e.reason
         if isinstance(reason, (TimeoutError, socket.timeout)):
-            raise _Transient(f"no answer for {timeout:g} s (timed out)") from None
-        raise _Transient(f"cannot connect ({getattr(reason, 'strerror', None) or reason})") from None
+            raise _Transient(f"no answer for {timeout:g} s (timed out)") from e
+        raise _Transient(f"cannot connect ({getattr(reason, 'strerror', None) or reason})") from e
     except http.client.IncompleteRead as e:
         raise _Transient(f"the connection closed early ({len(e.partial)} bytes in the last "
-                         f"read, {e.expected} more expected)") from None
+                         f"read, {e.expected} more expected)") from e
     except (http.client.HTTPException, ConnectionError, OSError) as e:
-        raise _Transient(f"{type(e).__name__}: {e}") from None
+        raise _Transient(f"{type(e).__name__}: {e}") from e
 
 
-def _fetch_file(url, dest, timeout, progress, label):
+def _fetch_file(url, dest, timeout, progress, label, clock=None):
     parts = urllib.parse.urlsplit(url)
     path = urllib.request.url2pathname(parts.path) if parts.scheme else url
     try:
         with open(path, "rb") as f:
-            _write_stream(f.read, dest, os.fstat(f.fileno()).st_size, progress, label)
-    except FileNotFoundError:
-        raise _Final(f"no such file {path}") from None
-    except IsADirectoryError:
-        raise _Final(f"{path} is a folder") from None
+            _write_stream(f.read, dest, os.fstat(f.fileno()).st_size, progress, label, clock=clock)
+    except FileNotFoundError as e:
+        raise _Final(f"no such file {path}") from e
+    except IsADirectoryError as e:
+        raise _Final(f"{path} is a folder") from e
     except PermissionError as e:
-        raise _Final(f"cannot read {path} ({e.strerror})") from None
+        raise _Final(f"cannot read {path} ({e.strerror})") from e
 
 
-def _fetch_gfile(url, dest, timeout, progress, label):
+def _fetch_gfile(url, dest, timeout, progress, label, clock=None):
     import tensorflow as tf
 
     try:
         total = tf.io.gfile.stat(url).length
         with tf.io.gfile.GFile(url, "rb") as f:
-            _write_stream(f.read, dest, total, progress, label)
-    except tf.errors.NotFoundError:
-        raise _Final("no such object") from None
+            _write_stream(f.read, dest, total, progress, label, clock=clock)
+    except tf.errors.NotFoundError as e:
+        raise _Final("no such object") from e
     except tf.errors.PermissionDeniedError as e:
-        raise _Final(f"permission denied ({e.message})") from None
+        raise _Final(f"permission denied ({e.message})") from e
     except tf.errors.OpError as e:
-        raise _Transient(f"{type(e).__name__}: {e.message}") from None
+        raise _Transient(f"{type(e).__name__}: {e.message}") from e

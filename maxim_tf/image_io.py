@@ -194,7 +194,7 @@ def _decode_png16(path):
     try:
         return tf.io.decode_png(data, channels=0, dtype=tf.uint16).numpy()
     except tf.errors.InvalidArgumentError as e:
-        raise ValueError(f"corrupt 16-bit PNG data ({e.message.splitlines()[0]})") from None
+        raise ValueError(f"corrupt 16-bit PNG data ({e.message.splitlines()[0]})") from e
 
 
 def read_image(path, max_pixels=DEFAULT_MAX_PIXELS):
@@ -233,13 +233,13 @@ def read_image(path, max_pixels=DEFAULT_MAX_PIXELS):
                 array, mode = _decode_pillow(im)
     except ImageReadError:
         raise
-    except Image.UnidentifiedImageError:
+    except Image.UnidentifiedImageError as e:
         raise ImageReadError(path, "not a recognised image (contents match no image format "
-                                   "Pillow can read)") from None
-    except MemoryError:
-        raise ImageReadError(path, "not enough memory to decode this image") from None
+                                   "Pillow can read)") from e
+    except MemoryError as e:
+        raise ImageReadError(path, "not enough memory to decode this image") from e
     except Exception as e:  # Pillow raises OSError, SyntaxError, zlib.error, ... for bad data
-        raise ImageReadError(path, f"truncated or corrupt image data ({type(e).__name__}: {e})") from None
+        raise ImageReadError(path, f"truncated or corrupt image data ({type(e).__name__}: {e})") from e
     if height == 0 or width == 0:
         raise ImageReadError(path, "image has no pixels")
     pixels, alpha = _split_alpha(apply_orientation(array, orientation), mode)
@@ -329,7 +329,7 @@ def atomic_write_bytes(path, data):
     try:
         fileio.atomic_write_bytes(path, data)
     except OSError as e:
-        raise ImageWriteError(os.fspath(path), f"cannot write ({e.strerror or e})") from None
+        raise ImageWriteError(os.fspath(path), f"cannot write ({e.strerror or e})") from e
 
 
 def encode_image(pixels, alpha=None, format="PNG", quality=JPEG_QUALITY, icc_profile=None,
@@ -362,7 +362,7 @@ def encode_image(pixels, alpha=None, format="PNG", quality=JPEG_QUALITY, icc_pro
     try:
         return bytes(_encode(pixels, format, quality, icc_profile))
     except (ValueError, OSError, KeyError) as e:
-        raise ImageWriteError(path, f"cannot encode as {format} ({e})") from None
+        raise ImageWriteError(path, f"cannot encode as {format} ({e})") from e
 
 
 def write_image(path, pixels, alpha=None, format=None, quality=JPEG_QUALITY, icc_profile=None):

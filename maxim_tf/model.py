@@ -1,12 +1,14 @@
 """The multi-stage, multi-scale MAXIM network as a Keras 3 functional model."""
 
+import math
+import numbers
+
 import keras
 import numpy as np
 
 from maxim_tf import layers as L
 from maxim_tf import ops as mops
 from maxim_tf import padding
-from maxim_tf._utils import pair
 from maxim_tf.presets import variant_config
 from maxim_tf.tracing import TraceSwitch
 
@@ -121,8 +123,8 @@ class MAXIM(keras.Model):
             use_bias=use_bias, num_supervision_scales=num_supervision_scales,
             lrelu_slope=lrelu_slope, use_global_mlp=use_global_mlp,
             use_cross_gating=use_cross_gating, high_res_stages=high_res_stages,
-            block_size_hr=pair(block_size_hr), block_size_lr=pair(block_size_lr),
-            grid_size_hr=pair(grid_size_hr), grid_size_lr=pair(grid_size_lr),
+            block_size_hr=block_size_hr, block_size_lr=block_size_lr,
+            grid_size_hr=grid_size_hr, grid_size_lr=grid_size_lr,
             num_bottleneck_blocks=num_bottleneck_blocks, block_gmlp_factor=block_gmlp_factor,
             grid_gmlp_factor=grid_gmlp_factor, input_proj_factor=input_proj_factor,
             channels_reduction=channels_reduction, num_outputs=num_outputs,
@@ -134,7 +136,7 @@ class MAXIM(keras.Model):
                 f"MAXIM got unexpected keyword argument(s) {', '.join(map(repr, unknown))}. "
                 f"Valid: {', '.join(sorted(config))}, return_all_outputs, "
                 f"{', '.join(_KERAS_KWARGS)}.")
-        _check_config(config)
+        config = _checked_config(config)
         if any_size and return_all_outputs:
             raise ValueError("any_size=True crops the restored image back to the input size; it "
                              "needs return_all_outputs=False. Received: return_all_outputs=True")
@@ -334,10 +336,67 @@ def _assert_size_multiple(images, multiple):
         return tf.identity(images)
 
 
+# The one check of the MAXIM constructor's arguments: integers >= 1 (or >= 0), booleans,
+# finite numbers, and pairs of positive integers (an int n means (n, n)).
+_POSITIVE_INTS = ("features", "depth", "num_stages", "num_groups", "num_supervision_scales",
+                  "num_bottleneck_blocks", "block_gmlp_factor", "grid_gmlp_factor",
+                  "input_proj_factor", "channels_reduction", "num_outputs")
+_NON_NEGATIVE_INTS = ("high_res_stages",)
+_BOOLS = ("use_bias", "use_global_mlp", "use_cross_gating")
+
+
+def _as_int(value):
+    """``value`` as an int if it is an integer (``64``, ``np.int64(64)``, ``64.0``), else None."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real) and float(value).is_integer():
+        return int(value)
+    return None
+
+
+def _checked_config(c):
+    """The constructor arguments ``c`` checked and normalised (ints, ``(int, int)`` pairs).
+
+    Raises:
+        ValueError: one line naming the first bad argument and its value.
+    """
+    c = dict(c)
+    for key in _POSITIVE_INTS + _NON_NEGATIVE_INTS:
+        low = 0 if key in _NON_NEGATIVE_INTS else 1
+        value = _as_int(c[key])
+        if value is None or value < low:
+            raise ValueError(f"{key} must be an integer >= {low}. Received: {key}={c[key]!r}")
+        c[key] = value
+    for key in _BOOLS:
+        if not isinstance(c[key], (bool, np.bool_)):
+            raise ValueError(f"{key} must be True or False. Received: {key}={c[key]!r}")
+        c[key] = bool(c[key])
+    for key in _TUPLE_KEYS:
+        value = c[key]
+        items = (value, value) if _as_int(value) is not None else value
+        if isinstance(items, (str, bytes)) or not hasattr(items, "__len__") or len(items) != 2:
+            items = None
+        else:
+            items = tuple(_as_int(v) for v in items)
+        if items is None or any(v is None or v < 1 for v in items):
+            raise ValueError(f"{key} must be a positive integer or a pair of positive "
+                             f"integers (height, width). Received: {key}={value!r}")
+        c[key] = items
+    for key, high in (("lrelu_slope", None), ("dropout_rate", 1.0)):
+        value = c[key]
+        ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) \
+            and math.isfinite(value) and value >= 0 and (high is None or value < high)
+        if not ok:
+            span = "a finite number >= 0" + (f" and < {high:g}" if high is not None else "")
+            raise ValueError(f"{key} must be {span}. Received: {key}={value!r}")
+        c[key] = float(value)
+    _check_config(c)
+    return c
+
+
 def _check_config(c):
-    for key in ("features", "depth", "num_stages", "num_supervision_scales"):
-        if int(c[key]) < 1:
-            raise ValueError(f"{key} must be >= 1. Received: {key}={c[key]}")
     if c["num_supervision_scales"] > c["depth"]:
         raise ValueError(
             f"num_supervision_scales must be <= depth. Received: "

@@ -97,7 +97,7 @@ def load_keras_model(path, require_maxim=False):
     try:
         model = keras.saving.load_model(os.fspath(path), compile=False, safe_mode=True)
     except Exception as e:  # noqa: BLE001 - Keras raises many types for bad configs/weights
-        raise ModelFileError(f"{path}: cannot load the model: {_describe_load_error(e)}") from None
+        raise ModelFileError(f"{path}: cannot load the model: {_describe_load_error(e)}") from e
     if require_maxim and not hasattr(model, "size_multiple"):
         raise ModelFileError(f"{path}: not a MAXIM model (a {type(model).__name__} without "
                              f"size_multiple)")

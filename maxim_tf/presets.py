@@ -7,6 +7,7 @@ TensorFlow (``maxim-tf models`` lists the table without it).
 """
 
 import dataclasses
+import re
 
 # Defaults of the official MAXIM constructor.
 DEFAULT_CONFIG = dict(
@@ -61,6 +62,12 @@ OFFICIAL_URL = "https://storage.googleapis.com/gresearch/maxim/ckpt"
 OFFICIAL_URL_ENV = "MAXIM_TF_OFFICIAL_URL"
 # A JSON file of extra presets (a mirror of your own checkpoints), see docs/models.md.
 USER_PRESETS_ENV = "MAXIM_TF_PRESETS"
+# A preset name is also the name of its cache folder: letters, digits, '.', '_' and '-',
+# starting with a letter or digit, at most 100 characters, no '..'; 'all' is reserved
+# (`maxim-tf models --clear all`).
+NAME_CHARACTERS = "letters, digits, '.', '_' and '-'"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+RESERVED_NAMES = ("all",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,6 +174,22 @@ CHECKPOINTS = [(p.task, bench, p.dataset, p.variant, psnr, ssim)
                for p in OFFICIAL_PRESETS for bench, (psnr, ssim) in p.results.items()]
 
 
+def name_problem(name):
+    """Why ``name`` cannot be a preset name (a string), or None if it can.
+
+    A preset name becomes a folder of the cache, so it must not be able to name any
+    other place: see :data:`NAME_CHARACTERS` (no ``/``, ``\\``, ``..``, no empty name).
+    """
+    if not isinstance(name, str) or not name:
+        return "a preset name must be a non-empty string"
+    if name in RESERVED_NAMES:
+        return f"{name!r} is reserved (`maxim-tf models --clear all`)"
+    if ".." in name or not _NAME.fullmatch(name):
+        return (f"a preset name may use only {NAME_CHARACTERS}, start with a letter or "
+                f"digit, have at most 100 characters and contain no '..'")
+    return None
+
+
 def _user_presets():
     """Presets of the JSON file named by ``$MAXIM_TF_PRESETS`` (none if unset).
 
@@ -185,12 +208,16 @@ def _user_presets():
         with open(file, encoding="utf-8") as f:
             data = json.load(f)
     except (OSError, ValueError) as e:
-        raise _usage_error(f"${USER_PRESETS_ENV}={file}: cannot read the presets file ({e})") from None
+        raise _usage_error(f"${USER_PRESETS_ENV}={file}: cannot read the presets file ({e})") from e
     if not isinstance(data, dict):
         raise _usage_error(f"${USER_PRESETS_ENV}={file}: expected a JSON object of name -> preset")
     fields = {f.name for f in dataclasses.fields(Preset)} - {"name"}
     out = []
     for name, entry in data.items():
+        problem = name_problem(name)
+        if problem:
+            raise _usage_error(f"${USER_PRESETS_ENV}={file}: preset name {name!r} refused: "
+                               f"{problem}")
         unknown = sorted(set(entry) - fields) if isinstance(entry, dict) else None
         if unknown is None or unknown or not entry.get("path") or not (
                 entry.get("variant") or entry.get("config")):

@@ -130,7 +130,7 @@ def load_config(source=None, overrides=None):
         try:
             raw = json.loads(path.read_text())
         except json.JSONDecodeError as e:
-            raise ConfigError(f"Config {path} is not valid JSON: {e}") from None
+            raise ConfigError(f"Config {path} is not valid JSON: {e}") from e
     raw.pop("_comment", None)
     apply_overrides(raw, overrides)
     config = _merge(DEFAULTS, raw)

@@ -413,7 +413,7 @@ def synthetic_source(folder, degradations, cache=False, detail_weighting=None, c
     try:
         specs = degrade_lib.validate(degradations)
     except ValueError as e:
-        raise DataError(f"data.{e}") from None
+        raise DataError(f"data.{e}") from e
     paths, _ = scan_clean_folder(folder, crop_size)
     if detail_weighting:
         if not isinstance(detail_weighting, int) or detail_weighting < 1:

@@ -79,7 +79,7 @@ def validate(specs):
             try:
                 norm["options"] = validate(options)
             except ValueError as e:
-                raise ValueError(f"degradations[{i}] (one_of): {e}") from None
+                raise ValueError(f"degradations[{i}] (one_of): {e}") from e
         for name in _PARAMS[kind]:
             rng = spec.get(name, _DEFAULT_RANGES.get(name))
             if isinstance(rng, (int, float)):

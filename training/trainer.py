@@ -67,6 +67,11 @@ class MissingCheckpoint(errors.MaximError, FileNotFoundError):
     """``--resume`` or ``--export-only`` without a checkpoint to start from."""
 
 
+class DamagedCheckpoint(errors.MaximError, ValueError):
+    """``--resume`` from a checkpoint that cannot be read (truncated, garbage, written by
+    another model); exit 2, the message names the checkpoint's files."""
+
+
 class TrainHooks:
     """Callbacks :func:`train` calls during a run; the defaults do nothing.
 
@@ -143,7 +148,7 @@ def configure_cpu_replicas(n):
     except RuntimeError as e:
         raise RuntimeError(
             f"Cannot split the CPU into {n} logical devices: TensorFlow is already "
-            f"initialised ({e}). Configure devices before building anything.") from None
+            f"initialised ({e}). Configure devices before building anything.") from e
 
 
 def make_strategy(name, tpu=None):
@@ -239,7 +244,7 @@ def _load_init_model(path):
     try:
         model = hub.load_model(path)
     except errors.ModelFileError as e:
-        raise errors.ModelFileError(f"init_from: {e}") from None
+        raise errors.ModelFileError(f"init_from: {e}") from e
     if not hasattr(model, "maxim_config"):
         raise config_lib.ConfigError(f"init_from {path} is not a maxim_tf.MAXIM model.")
     if getattr(model, "any_size", False):
@@ -438,7 +443,15 @@ def _restore(s):
     s.manager = tf.train.CheckpointManager(s.checkpoint, str(s.ckpt_dir),
                                            max_to_keep=s.cfg["keep_checkpoints"])
     if s.existing:
-        s.checkpoint.restore(s.existing).assert_existing_objects_matched()
+        try:
+            s.checkpoint.restore(s.existing).assert_existing_objects_matched()
+        except Exception as e:  # noqa: BLE001 - a damaged file raises OpError, IndexError, ...
+            detail = (getattr(e, "message", None) or str(e)).strip().splitlines()
+            raise DamagedCheckpoint(
+                f"--resume: cannot restore the checkpoint {s.existing} (files "
+                f"{os.path.basename(s.existing)}.index and .data-*): {type(e).__name__}: "
+                f"{detail[0] if detail else 'no details'}; resume from an intact copy, or "
+                f"remove {s.ckpt_dir} to start again") from e
         log.info("Resumed from %s at step %d", s.existing, int(s.step.numpy()))
     s.start = int(s.step.numpy())
     if s.existing and s.chief:
@@ -564,7 +577,7 @@ def _run_step(run, n):
         raise data_lib.DataError(
             f"{data_lib.MAX_CONSECUTIVE_DROPS} training examples in a row could not "
             f"be decoded or cropped (files changed or corrupt since the start?); "
-            f"stopped at step {n}. See the warnings above for the files.") from None
+            f"stopped at step {n}. See the warnings above for the files.") from e
 
 
 # ---------------------------------------------------------------- 3. loop

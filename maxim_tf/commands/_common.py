@@ -47,6 +47,52 @@ def renamed(parser, *old, new):
     parser.add_argument(*old, action=_Renamed, new=new)
 
 
+# The argparse types below chain no cause to their ArgumentTypeError: argparse prints only
+# the message, and the int()/float() error it replaces says nothing the message does not.
+def int_at_least(low, high=None):
+    """An ``argparse`` type: an int ``>= low`` (and ``<= high``), else a usage error
+    naming the range (exit 2, before any work)."""
+    span = f"from {low} to {high}" if high is not None else f">= {low}"
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer {span}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be an integer {span}, got {text!r}")
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
+def positive_number(text):
+    """An ``argparse`` type: a finite number > 0 (``1e6`` allowed), else a usage error."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
+def non_negative_number(text):
+    """An ``argparse`` type: a finite number >= 0, else a usage error."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
+    return value
+
+
 def usage_error(error):
     """A library exception that means "bad input, nothing done" as a UsageError (exit 2);
     a MaximError is returned unchanged (it has its own exit code)."""

@@ -58,9 +58,9 @@ def run(args):
     try:
         rows = run_benchmark(args.models, args.sizes, args.runtimes, out, repeats=args.repeats)
     except ValueError as e:  # an unknown model: nothing measured
-        raise usage_error(e) from None
+        raise usage_error(e) from e
     except RuntimeError as e:  # a benchmark task failed
-        raise run_failed(e) from None
+        raise run_failed(e) from e
     print(f"{len(rows)} results written to {out}/results.md and latency.png")
     return 0
 
@@ -84,9 +84,9 @@ def run_quality(args):
                       crop=args.center_crop, use_bm3d=not args.no_bm3d, seed=args.seed,
                       progress=not args.quiet)
     except (OSError, ValueError) as e:  # no photos, an unknown model: nothing scored
-        raise usage_error(e) from None
+        raise usage_error(e) from e
     except RuntimeError as e:  # BM3D missing, a runtime failure
-        raise run_failed(e) from None
+        raise run_failed(e) from e
     print(f"{len(results['rows'])} scores written to {out}/quality.md, quality.json and "
           f"quality.png")
     return 0

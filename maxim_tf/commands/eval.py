@@ -6,7 +6,7 @@ import os
 import sys
 
 from maxim_tf import errors, fileio, image_io
-from maxim_tf.commands._common import usage_error
+from maxim_tf.commands._common import int_at_least, usage_error
 from maxim_tf.commands.restore import add_model_arguments, describe_error
 from maxim_tf.restore_files import check_output_dir
 
@@ -27,7 +27,7 @@ def register(subparsers):
     p.add_argument("--input-dir", required=True, metavar="I", help="degraded (or restored) images")
     p.add_argument("--target-dir", required=True, metavar="T", help="ground truth, same file names")
     p.add_argument("--y-channel", action="store_true", help="score the BT.601 Y channel only")
-    p.add_argument("--crop-border", type=int, default=0, metavar="N",
+    p.add_argument("--crop-border", type=int_at_least(0), default=0, metavar="N",
                    help="pixels ignored on each side (default: 0)")
     p.add_argument("--csv", metavar="FILE", help="write the per-image CSV here (default: stdout)")
     p.add_argument("--save-dir", metavar="D", help="also save the restored images here (8-bit PNG)")
@@ -75,7 +75,7 @@ def _run(args, created):
         try:
             restorer = make_restorer(args)
         except (OSError, ValueError, TypeError) as e:
-            raise usage_error(e) from None
+            raise usage_error(e) from e
     if not evaluate.input_images(args.input_dir):
         raise errors.NoInputsError(f"no image files in {args.input_dir}")
 

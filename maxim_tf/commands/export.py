@@ -2,6 +2,7 @@
 
 import pathlib
 
+from maxim_tf import errors
 from maxim_tf.commands._common import renamed, run_failed, usage_error
 from maxim_tf.export import FORMATS  # the one list of artifact kinds (imports nothing heavy)
 
@@ -41,6 +42,9 @@ def register(subparsers):
     p.add_argument("--verify", action="store_true",
                    help="after export, compare the artifact in its runtime with the Keras model "
                         "(non-zero exit if it disagrees)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output: the tflite/onnx file, or the SavedModel "
+                        "version folder (default: refuse it before any work, exit 2)")
     g = p.add_argument_group("savedmodel")
     g.add_argument("--model-name", default="maxim", help="TF Serving model name (default maxim)")
     g.add_argument("--model-version", type=int,
@@ -51,7 +55,6 @@ def register(subparsers):
                    help="largest N*H*W of one request, all its images together "
                         "(default: --graph-max-pixels)")
     g.add_argument("--no-warmup", action="store_true", help="do not write the warmup requests")
-    g.add_argument("--overwrite", action="store_true", help="replace an existing version")
     renamed(g, "--name", new="--model-name")
     renamed(g, "--version", new="--model-version")
     renamed(g, "--max-pixels", new="--graph-max-pixels")
@@ -94,8 +97,26 @@ def options(args):
     if args.to == "tflite":
         return dict(quantization=args.quantize, input_size=args.input_size,
                     batch_size=args.input_batch, representative_data=args.representative_data,
-                    num_calibration_images=args.num_calibration_images, int8_io=args.int8_io)
-    return dict(opset=args.opset)
+                    num_calibration_images=args.num_calibration_images, int8_io=args.int8_io,
+                    overwrite=args.overwrite)
+    return dict(opset=args.opset, overwrite=args.overwrite)
+
+
+def check_output(args, output):
+    """Refuse an existing output without --overwrite, before any work (exit 2)."""
+    from maxim_tf.export import check_new_output
+
+    if args.to == "savedmodel":
+        if args.model_version is not None:
+            version = output / args.model_name / str(args.model_version)
+            if version.exists() and not args.overwrite:
+                raise errors.UsageError(f"{version}: already exists; pass --overwrite to replace "
+                                        f"it, or another --model-version")
+        return
+    try:
+        check_new_output(output, args.overwrite)
+    except OSError as e:
+        raise usage_error(e) from e
 
 
 def run(args):
@@ -103,15 +124,16 @@ def run(args):
     from maxim_tf.export import export_model
     from maxim_tf.modelfile import check_keras_file
 
+    output = pathlib.Path(args.output) if args.output else default_output(args)
+    check_output(args, output)  # before a download or any work
     model = hub.resolve_model(args.model, progress=not args.quiet)  # a path, name or preset
     check_keras_file(model)  # before TensorFlow starts: one line, exit 2
-    output = pathlib.Path(args.output) if args.output else default_output(args)
     try:
         path, checks = export_model(model, output, args.to, verify=args.verify, **options(args))
     except (OSError, ValueError, TypeError) as e:  # VerificationError (exit 3) passes through
-        raise usage_error(e) from None  # nothing written: exit 2
+        raise usage_error(e) from e  # nothing written: exit 2
     except RuntimeError as e:  # a converter failure: exit 1
-        raise run_failed(e) from None
+        raise run_failed(e) from e
     print(f"Wrote {path}")
     for check in checks:
         print(check)

@@ -61,7 +61,7 @@ def run(args):
         try:
             path = hub.fetch_preset(every[name], progress=not args.quiet)
         except (OSError, ValueError) as e:
-            raise usage_error(e) from None
+            raise usage_error(e) from e
         print(f"{name}: {path}")
     if names or args.download:
         return 0

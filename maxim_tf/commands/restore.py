@@ -8,7 +8,7 @@ import sys
 import time
 
 from maxim_tf import errors, fileio, image_io
-from maxim_tf.commands._common import renamed, usage_error
+from maxim_tf.commands._common import int_at_least, positive_number, renamed, usage_error
 from maxim_tf.restore_files import (  # noqa: F401  (the file-level library; eval uses some)
     SkipExisting,
     check_output_dir,
@@ -42,15 +42,15 @@ def add_model_arguments(parser, required=True,
                         help=help)
     parser.add_argument("--ensemble", action="store_true",
                         help="geometric self-ensemble x8 (flips x 90-degree rotations; 8x slower)")
-    parser.add_argument("--tile", type=int, default=0, metavar="N",
+    parser.add_argument("--tile", type=int_at_least(0), default=0, metavar="N",
                         help="restore by overlapping N x N tiles (multiple of the model's size "
                              "multiple, e.g. 512); memory then follows N, not the image (default: off)")
-    parser.add_argument("--overlap", type=int, default=64, metavar="M",
+    parser.add_argument("--overlap", type=int_at_least(0), default=64, metavar="M",
                         help="tile overlap in pixels, blended smoothly (default: 64)")
-    parser.add_argument("--tile-batch", type=int, default=4, metavar="B",
+    parser.add_argument("--tile-batch", type=int_at_least(1), default=4, metavar="B",
                         help="tiles / ensemble views per model call (default: 4)")
     renamed(parser, "--batch-size", new="--tile-batch")
-    parser.add_argument("--max-pixels", type=float, default=image_io.DEFAULT_MAX_PIXELS, metavar="P",
+    parser.add_argument("--max-pixels", type=positive_number, default=image_io.DEFAULT_MAX_PIXELS, metavar="P",
                         help="refuse images with more pixels than P (decompression-bomb guard; "
                              "default: 100e6)")
     parser.add_argument("--backend", choices=("auto", "keras", "litert"), default="auto",
@@ -84,7 +84,7 @@ def register(subparsers):
                    help="also restore images in subfolders of folder inputs (mirrored in OUTDIR)")
     p.add_argument("--image-format", choices=("same", "png", "jpeg"), default="same",
                    help="format of the restored files (default: same as the input)")
-    p.add_argument("--jpeg-quality", type=int, default=image_io.JPEG_QUALITY, metavar="Q",
+    p.add_argument("--jpeg-quality", type=int_at_least(1, 100), default=image_io.JPEG_QUALITY, metavar="Q",
                    help="quality of JPEG (and WebP) outputs, 1-100 (default: 95)")
     renamed(p, "--format", new="--image-format")
     renamed(p, "--quality", new="--jpeg-quality")
@@ -127,7 +127,7 @@ def run(args):
         try:
             restorer = make_restorer(args)
         except (OSError, ValueError, TypeError) as e:
-            raise usage_error(e) from None
+            raise usage_error(e) from e
         load_seconds = time.perf_counter() - start
         startup = (restorer.backend, load_seconds, restorer.warm_up() if jobs else 0.0)
         return _restore_all(restorer, jobs, missing, args, created, startup)

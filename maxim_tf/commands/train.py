@@ -65,9 +65,9 @@ def run(args, hooks=None):
         result = trainer.train(config, resume=args.resume, progress=not args.quiet,
                                export_only=args.export_only, hooks=hooks)
     except trainer.TrainingDiverged as e:
-        raise trainer.TrainingDiverged(f"training diverged: {e}") from None
+        raise trainer.TrainingDiverged(f"training diverged: {e}") from e
     except (FileExistsError, FileNotFoundError) as e:
-        raise errors.UsageError(str(e)) from None
+        raise errors.UsageError(str(e)) from e
     if args.export_only:
         print(f"Exported the checkpoint of step {result['step']}.")
     else:

@@ -101,6 +101,68 @@ def glob_base(pattern):
     return pattern, base
 
 
+def glob_problem(pattern):
+    """Why ``pattern`` is not a usable glob (a string), or None.
+
+    Refused: an empty pattern, and a ``[`` without its closing ``]`` (a malformed
+    character class, which glob implementations read differently: as a literal, as
+    nothing, or as an error). A literal ``[`` is written ``[[]``.
+    """
+    if not pattern.strip():
+        return "an empty input glob"
+    i = pattern.find("[")
+    while i != -1:
+        j = i + 1
+        if j < len(pattern) and pattern[j] in "!^":
+            j += 1
+        if j < len(pattern) and pattern[j] == "]":  # ']' first in a class is a literal
+            j += 1
+        close = pattern.find("]", j)
+        if close == -1:
+            return (f"malformed glob {pattern!r}: '[' at position {i} has no closing ']' "
+                    f"(write a literal '[' as '[[]')")
+        i = pattern.find("[", close + 1)
+    return None
+
+
+def check_patterns(patterns):
+    """Refuse, before a pipeline is built, globs that are malformed or match no file.
+
+    Each pattern is matched once with a limit of one file (cheap on any filesystem).
+
+    Raises:
+        maxim_tf.errors.UsageError: one line naming the pattern (``maxim-tf
+            restore-beam``: exit 2).
+    """
+    from maxim_tf.errors import UsageError
+
+    for original in patterns:
+        problem = glob_problem(original)
+        if problem:
+            raise UsageError(problem)
+        pattern, _ = glob_base(original)
+        try:
+            found = FileSystems.match([pattern], limits=[1])[0].metadata_list
+        except BeamIOError as e:
+            detail = "; ".join(str(v) for v in (e.exception_details or {}).values()) or str(e)
+            raise UsageError(f"cannot list the input glob {original!r}: {detail}") from e
+        except (ValueError, OSError) as e:
+            raise UsageError(f"cannot list the input glob {original!r}: {e}") from e
+        if not found:
+            raise UsageError(f"no files match the input glob {original!r}"
+                             + (f" (searched {pattern})" if pattern != original else ""))
+
+
+def failed_records(prefix):
+    """The records of ``PREFIX/failed.jsonl`` (a list of dicts; empty if there is none)."""
+    try:
+        with FileSystems.open(_join(prefix, DEAD_LETTER)) as f:
+            text = f.read().decode("utf-8")
+    except (BeamIOError, OSError):
+        return []
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
 def output_path(src, base, prefix, input_format, requested_format="same"):
     """``(path, format)`` of the output of ``src`` (matched under ``base``) under ``prefix``.
 
@@ -234,7 +296,7 @@ def read_readable(readable, max_pixels=image_io.DEFAULT_MAX_PIXELS):
         try:
             image = image_io.read_image(local, max_pixels=max_pixels)
         except image_io.ImageReadError as e:
-            raise image_io.ImageReadError(src, e.problem) from None
+            raise image_io.ImageReadError(src, e.problem) from e
     image.path = src
     return image
 
@@ -587,7 +649,13 @@ def query_metrics(result):
 
 
 def run(patterns, prefix, model_handler, pipeline_options=None, **options):
-    """Build, run and wait for the pipeline; returns ``(PipelineResult, metrics dict)``."""
+    """Build, run and wait for the pipeline; returns ``(PipelineResult, metrics dict)``.
+
+    Raises:
+        maxim_tf.errors.UsageError: a malformed glob, or one that matches no file
+            (:func:`check_patterns`), before the pipeline is built.
+    """
+    check_patterns([patterns] if isinstance(patterns, str) else patterns)
     if _is_local(prefix):
         fileio.make_dirs(prefix)
     pipeline = beam.Pipeline(options=pipeline_options)
