@@ -833,6 +833,27 @@ def test_restore_nonsense_values_are_usage_errors_before_any_work(argv, needle, 
     assert listing(tmp_path) == before
 
 
+@pytest.mark.parametrize("argv,needle", [
+    (["benchmark", "--repeats", "0"], "argument --repeats: must be an integer >= 1, got '0'"),
+    (["benchmark", "--sizes", "256", "-5"], "argument --sizes: must be an integer >= 1, got '-5'"),
+    (["benchmark", "--measure", "quality", "--center-crop", "-1"],
+     "argument --center-crop: must be an integer >= 0, got '-1'"),
+    (["train", "--config", "c.json", "--cpu-replicas", "0"],
+     "argument --cpu-replicas: must be an integer >= 1, got '0'"),
+    (["eval", "--input-dir", "i", "--target-dir", "t", "--crop-border", "-2"],
+     "argument --crop-border: must be an integer >= 0, got '-2'"),
+])
+def test_other_nonsense_values_are_usage_errors_before_any_work(argv, needle, tmp_path, capsys,
+                                                                monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    before = listing(tmp_path)
+    start = time.monotonic()
+    rc, stdout, err = cli(capsys, *argv)
+    assert rc == 2 and stdout == "" and time.monotonic() - start < 10
+    one_line(err, needle)
+    assert listing(tmp_path) == before
+
+
 @pytest.mark.parametrize("value", ["-1", "nan", "inf", "x"])
 def test_convert_tolerance_is_checked_before_converting(value, tmp_path, capsys, monkeypatch):
     _no_work(monkeypatch)

@@ -4,7 +4,7 @@ input and BM3D (``--measure quality``). The benchmarks themselves are the tools
 :mod:`maxim_tf.tools.benchmark` and :mod:`maxim_tf.tools.quality`."""
 
 from maxim_tf import errors
-from maxim_tf.commands._common import renamed, run_failed, usage_error
+from maxim_tf.commands._common import int_at_least, renamed, run_failed, usage_error
 
 
 def register(subparsers):
@@ -25,10 +25,10 @@ def register(subparsers):
                    help="default: benchmarks/results (speed) or benchmarks/quality (quality)")
     s = p.add_argument_group("speed (--measure speed)")
     s.add_argument("--models", nargs="+", default=["S-2", "S-3"])
-    s.add_argument("--sizes", nargs="+", type=int, default=[256, 512, 1024])
+    s.add_argument("--sizes", nargs="+", type=int_at_least(1), default=[256, 512, 1024])
     s.add_argument("--runtimes", nargs="+", default=list(RUNTIMES), choices=RUNTIMES,
                    metavar="RUNTIME", help=f"any of: {', '.join(RUNTIMES)} (default: all)")
-    s.add_argument("--repeats", type=int, default=3, help="timed runs per cell (default 3)")
+    s.add_argument("--repeats", type=int_at_least(1), default=3, help="timed runs per cell (default 3)")
     q = p.add_argument_group("quality (--measure quality)")
     q.add_argument("--images", metavar="FOLDER",
                    help="clean photos to degrade and restore (required with --measure quality)")
@@ -40,7 +40,7 @@ def register(subparsers):
                    help="TFLite exports of the denoiser to score as well")
     q.add_argument("--deblur-tflite", nargs="*", default=[], metavar="PATH",
                    help="TFLite exports of the deblurring model to score as well")
-    q.add_argument("--center-crop", type=int, default=512, metavar="N",
+    q.add_argument("--center-crop", type=int_at_least(0), default=512, metavar="N",
                    help="centre-crop each photo to N x N (0 = whole; default 512)")
     renamed(q, "--crop", new="--center-crop")
     q.add_argument("--no-bm3d", action="store_true",

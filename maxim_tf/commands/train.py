@@ -3,7 +3,7 @@
 import logging
 
 from maxim_tf import errors
-from maxim_tf.commands._common import renamed
+from maxim_tf.commands._common import int_at_least, renamed
 
 
 def register(subparsers):
@@ -17,7 +17,7 @@ def register(subparsers):
                    help="continue exactly from the latest checkpoint in --model-dir")
     p.add_argument("--strategy", choices=["auto", "single", "mirrored", "multi_worker", "tpu"])
     p.add_argument("--tpu", help="TPU name or grpc:// address (strategy tpu)")
-    p.add_argument("--cpu-replicas", type=int, metavar="N",
+    p.add_argument("--cpu-replicas", type=int_at_least(1), metavar="N",
                    help="split the CPU into N logical devices (try mirrored without GPUs)")
     p.add_argument("--steps", type=int)
     p.add_argument("--global-batch-size", type=int)
