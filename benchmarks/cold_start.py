@@ -1,6 +1,12 @@
 """Cold start of a one-photo restore: where the wall time of ``maxim-tf restore`` goes.
 
-    python benchmarks/cold_start.py [--repeats 3] [-o benchmarks/results]
+    python benchmarks/cold_start.py [--repeats 3] [-o benchmarks/results] [--model M]
+
+``--model`` (default ``denoise``) may be any name, preset or ``.keras`` path with a
+verified LiteRT twin: a shipped model, or an official-size model after ``maxim-tf
+convert`` / ``maxim-tf models --prepare`` (its fast-start twin; the keras column is
+then what a restore cost before the twin existed). Results of another model than the
+default go to ``cold_start_<name>.json/.md``.
 
 Measures, each in fresh processes (min over ``--repeats``):
 
@@ -35,7 +41,7 @@ SAMPLE = REPO / "examples" / "images" / "life_noisy_sigma25.png"
 PROBE = r"""
 import json, sys, time
 t0 = time.perf_counter()
-backend, photo, out = sys.argv[1:4]
+backend, photo, out, model = sys.argv[1:5]
 import numpy as np
 from maxim_tf import image_io
 from maxim_tf.restore import Restorer
@@ -43,7 +49,7 @@ t1 = time.perf_counter()
 if backend == "keras":
     import tensorflow  # noqa: F401  (timed apart: part of "imports")
 t2 = time.perf_counter()
-restorer = Restorer("denoise", backend=backend)
+restorer = Restorer(model, backend=backend)
 t3 = time.perf_counter()
 prepare = restorer.warm_up()
 image = image_io.read_image(photo)
@@ -93,10 +99,10 @@ def _photo(path):
     return path
 
 
-def run(repeats, outdir):
+def run(repeats, outdir, model="denoise"):
     py = sys.executable
     mt = str(pathlib.Path(py).with_name("maxim-tf"))
-    results = {"python": sys.version.split()[0]}
+    results = {"python": sys.version.split()[0], "model": model}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
         photo = _photo(tmp / "photo.png")
@@ -106,7 +112,8 @@ def run(repeats, outdir):
         for backend in ("keras", "litert"):
             phases = None
             for _ in range(repeats):
-                proc = subprocess.run([py, "-c", PROBE, backend, str(photo), str(tmp / "o.png")],
+                proc = subprocess.run([py, "-c", PROBE, backend, str(photo), str(tmp / "o.png"),
+                                       model],
                                       cwd=tmp, capture_output=True, text=True)
                 if proc.returncode != 0:
                     raise RuntimeError(proc.stderr[-2000:])
@@ -117,7 +124,8 @@ def run(repeats, outdir):
                     phases = dict(got, total=total)
             wall, summary = _wall(
                 lambda i, b=backend: [mt, "restore", str(photo), "-o", str(tmp / f"out_{b}_{i}"),
-                                      "--backend", b, "-q"], tmp, repeats, with_output=True)
+                                      "--backend", b, "--model", model, "-q"], tmp, repeats,
+                with_output=True)
             # The same run's own compute time (its summary line), so the difference is
             # measured within one process: wall - compute - TensorFlow's import.
             compute = float(re.search(r"in ([0-9.]+) s of compute", summary).group(1))
@@ -125,8 +133,9 @@ def run(repeats, outdir):
             results[backend] = dict(phases, wall=wall, wall_compute=compute,
                                     overhead=wall - tf_import - compute)
     outdir.mkdir(parents=True, exist_ok=True)
-    (outdir / "cold_start.json").write_text(json.dumps(results, indent=1) + "\n")
-    (outdir / "cold_start.md").write_text(markdown(results))
+    stem = "cold_start" if model == "denoise" else f"cold_start_{pathlib.Path(model).stem}"
+    (outdir / f"{stem}.json").write_text(json.dumps(results, indent=1) + "\n")
+    (outdir / f"{stem}.md").write_text(markdown(results))
     return results
 
 
@@ -135,7 +144,7 @@ def markdown(r):
             ("model load", "load"), ("graph preparation (first call)", "prepare"),
             ("read photo", "read"), ("compute (first photo)", "compute"), ("write", "write"),
             ("forward pass alone (second call)", "forward")]
-    lines = ["One 0.31-MP photo (640x480), default model `denoise`, seconds "
+    lines = [f"One 0.31-MP photo (640x480), model `{r.get('model', 'denoise')}`, seconds "
              f"(min of runs; Python {r['python']}).", "",
              "| phase | keras backend | litert backend |", "|---|---|---|"]
     for label, key in rows:
@@ -156,8 +165,10 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("-o", "--output-dir", default=str(REPO / "benchmarks" / "results"))
+    p.add_argument("--model", default="denoise",
+                   help="a name, preset or .keras path with a verified LiteRT twin")
     args = p.parse_args(argv)
-    results = run(args.repeats, pathlib.Path(args.output_dir))
+    results = run(args.repeats, pathlib.Path(args.output_dir), args.model)
     print(markdown(results))
     return 0
 

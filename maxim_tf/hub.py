@@ -53,6 +53,9 @@ HOME_ENV = "MAXIM_TF_HOME"
 TIMEOUT_ENV = "MAXIM_TF_DOWNLOAD_TIMEOUT"
 RETRIES_ENV = "MAXIM_TF_DOWNLOAD_RETRIES"
 DEADLINE_ENV = "MAXIM_TF_DOWNLOAD_DEADLINE"
+# 0 turns off the fast-start twin that a preset's cache entry gets for restoring
+# (maxim_tf.export.faststart); 1 (default) builds it once.
+FASTSTART_ENV = "MAXIM_TF_FASTSTART"
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_RETRIES = 3
 # The whole download (every try and the waits between them) must end within this many
@@ -175,7 +178,7 @@ def status(preset):
 # The resolver
 # ----------------------------------------------------------------------------------------
 
-def resolve_model(name_or_path, progress=True):
+def resolve_model(name_or_path, progress=True, faststart=None):
     """Find (or download and convert) the ``.keras`` file for a path, saved name or preset.
 
     Args:
@@ -184,6 +187,7 @@ def resolve_model(name_or_path, progress=True):
             :func:`maxim_tf.presets.all_presets` (e.g. ``"maxim-s3-denoising-sidd"``),
             downloaded and converted on first use.
         progress: show download progress and what is being done on stderr.
+        faststart: for a preset, also build its fast-start twin (see :func:`fetch_preset`).
 
     Returns:
         ``pathlib.Path`` of an existing ``.keras`` file.
@@ -208,7 +212,7 @@ def resolve_model(name_or_path, progress=True):
             return candidate
     preset = presets_lib.get_preset(text)
     if preset is not None and preset.path:
-        return fetch_preset(preset, progress=progress)
+        return fetch_preset(preset, progress=progress, faststart=faststart)
     names = available_models() + [n for n, p in presets_lib.all_presets().items() if p.path]
     where = " or ".join(str(d) for d in model_dirs())
     raise ModelNotFoundError(
@@ -259,7 +263,9 @@ def load_model(model, progress=True, require_maxim=False, allow_untrained=False)
         return _build_untrained(text, path)
     from maxim_tf.modelfile import load_keras_model
 
-    return load_keras_model(resolve_model(text, progress=progress), require_maxim=require_maxim)
+    # A Keras model is wanted here, not LiteRT: no fast-start twin is built for it.
+    return load_keras_model(resolve_model(text, progress=progress, faststart=False),
+                            require_maxim=require_maxim)
 
 
 def _build_untrained(text, path):
@@ -310,8 +316,17 @@ def clear(name):
     entry = entry_dir(name)
     if not entry.exists() and not entry.is_symlink():
         return False
+    manifest = read_manifest(name) if not entry.is_symlink() else None
     _rmtree(entry)
     _remove_if_empty(entry.parent)
+    digest = ((manifest or {}).get("model") or {}).get("sha256")
+    if isinstance(digest, str) and len(digest) == 64 and digest.isalnum():  # its twin too
+        from maxim_tf import litert
+
+        twin = litert.faststart_folder(digest)
+        if twin.exists():
+            _rmtree(twin)
+            _remove_if_empty(twin.parent)
     return True
 
 
@@ -327,7 +342,8 @@ def _rmtree(folder, ignore_errors=False):
     shutil.rmtree(folder, ignore_errors=ignore_errors)
 
 
-def fetch_preset(preset, progress=True, timeout=None, retries=None, deadline=None):
+def fetch_preset(preset, progress=True, timeout=None, retries=None, deadline=None,
+                 faststart=None):
     """The cached ``.keras`` of ``preset``: verified, or downloaded, checked and converted now.
 
     Args:
@@ -339,6 +355,12 @@ def fetch_preset(preset, progress=True, timeout=None, retries=None, deadline=Non
             ``$MAXIM_TF_DOWNLOAD_RETRIES`` or 3).
         deadline: seconds the whole download may take (default
             ``$MAXIM_TF_DOWNLOAD_DEADLINE`` or 1800), see :func:`download`.
+        faststart: also make sure the cached model has its verified fast-start twin
+            (its fp32 LiteRT file, which :class:`maxim_tf.Restorer` runs instead of the
+            Keras graph: a few minutes once for an official-size model, then about a
+            second of start-up per run; :mod:`maxim_tf.export.faststart`). None: unless
+            ``$MAXIM_TF_FASTSTART`` is 0. A twin that cannot be built is reported in
+            one line and the model runs on Keras.
 
     Returns:
         ``pathlib.Path`` of the cached ``model.keras``.
@@ -360,7 +382,7 @@ def fetch_preset(preset, progress=True, timeout=None, retries=None, deadline=Non
         except (KeyError, TypeError, OSError):
             model_ok = checkpoint_ok = False
         if model_ok:
-            return entry / MODEL_FILE
+            return _with_twin(entry / MODEL_FILE, faststart, progress)
         if checkpoint_ok:
             _say(progress, f"maxim-tf: cached model of {preset.name} is corrupted (sha256 "
                            f"mismatch); converting it again from the cached checkpoint")
@@ -370,7 +392,37 @@ def fetch_preset(preset, progress=True, timeout=None, retries=None, deadline=Non
                            f"(sha256 mismatch); fetching it again")
     elif entry.exists():
         _say(progress, f"maxim-tf: incomplete cache entry {entry}; fetching it again")
-    return _build_entry(preset, reuse_checkpoint, progress, timeout, retries, deadline)
+    path = _build_entry(preset, reuse_checkpoint, progress, timeout, retries, deadline)
+    return _with_twin(path, faststart, progress)
+
+
+def faststart_wanted(faststart=None):
+    """``faststart`` if given, else ``$MAXIM_TF_FASTSTART`` (1 or 0; default 1)."""
+    if faststart is not None:
+        return bool(faststart)
+    value = os.environ.get(FASTSTART_ENV, "1").strip().lower()
+    if value in ("", "1", "yes", "true", "on"):
+        return True
+    if value in ("0", "no", "false", "off"):
+        return False
+    raise UsageError(f"environment variable {FASTSTART_ENV}={value!r} is not valid: expected "
+                     f"1 (build the fast-start twin of a preset) or 0")
+
+
+def _with_twin(model_path, faststart, progress):
+    """``model_path``, after building its fast-start twin if wanted and missing."""
+    if not faststart_wanted(faststart):
+        return model_path
+    # The second sanctioned step up of the core (tests/test_layering.py): the twin is an
+    # export of the cached model, made once like its conversion.
+    from maxim_tf.export.faststart import build_twin
+
+    try:
+        build_twin(model_path, say=lambda line: _say(progress, f"maxim-tf: {line}"))
+    except Exception as e:  # noqa: BLE001 - the model itself is fine: it runs on Keras
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        _say(True, f"maxim-tf: no fast-start twin for {model_path} ({first}); it runs on Keras")
+    return model_path
 
 
 def download_settings(timeout=None, retries=None, deadline=None):

@@ -69,6 +69,76 @@ def shipped_tflite(keras_path):
     return tflite, multiple
 
 
+# The fast-start twins of other .keras files (converted presets, `maxim-tf convert` outputs):
+# <cache>/faststart/<first 32 hex digits of the .keras file's sha256>/.
+FASTSTART_DIR = "faststart"
+FASTSTART_FILE = "model_fp32.tflite"
+# Largest max-abs difference allowed between a fast-start twin and its .keras, for outputs
+# in [0, 1] (scaled by the largest |output| beyond that): the official fixtures'
+# definition of "match". Official-size models run ~2 900 layers, so float32 rounding
+# differs more between the two runtimes than for the small shipped models.
+FASTSTART_TOLERANCE = 1e-4
+
+
+_DIGESTS = {}
+
+
+def file_digest(path):
+    """sha256 of a file, remembered per (path, size, mtime) for this process: a preset's
+    model is looked up by the cache and again by the Restorer (60-90 MB each for the
+    official sizes)."""
+    path = pathlib.Path(path).resolve()
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        _DIGESTS[key] = sha256_file(path)
+    return _DIGESTS[key]
+
+
+def faststart_folder(digest):
+    """Cache folder of the fast-start twin of a ``.keras`` file whose sha256 is ``digest``."""
+    from maxim_tf import hub
+
+    return hub.cache_dir() / FASTSTART_DIR / digest[:32]
+
+
+def faststart_tflite(keras_path, digest=None):
+    """The verified fp32 fast-start twin of any ``.keras`` file, or None.
+
+    Built once by :func:`maxim_tf.export.faststart.build_twin` (``maxim-tf convert`` and the
+    preset download do it) into :func:`faststart_folder`; it counts only if its
+    ``manifest.json`` records this very ``.keras`` file's sha256, the ``.tflite``
+    file's own sha256 matches and the measured max-abs difference is within
+    :data:`FASTSTART_TOLERANCE`. A changed ``.keras`` file has another sha256, so its
+    old twin is never used.
+
+    Returns:
+        ``(tflite_path, size_multiple)`` or None.
+    """
+    digest = digest or file_digest(keras_path)
+    folder = faststart_folder(digest)
+    entry = read_manifest(folder).get("tflite", {}).get(FASTSTART_FILE)
+    tflite = folder / FASTSTART_FILE
+    if not isinstance(entry, dict):
+        return None
+    try:
+        scale = max(1.0, float(entry.get("output_scale", 1.0)))
+        if not (tflite.is_file() and entry.get("source_sha256") == digest
+                and float(entry.get("max_abs_diff", 1.0)) <= FASTSTART_TOLERANCE * scale
+                and entry.get("sha256") == sha256_file(tflite)):
+            return None
+        multiple = tuple(int(v) for v in entry["size_multiple"])
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+    return tflite, multiple
+
+
+def verified_tflite(keras_path):
+    """The shipped twin of a shipped model (:func:`shipped_tflite`), else its fast-start
+    twin (:func:`faststart_tflite`), else None."""
+    return shipped_tflite(keras_path) or faststart_tflite(keras_path)
+
+
 def litert_available():
     """True if LiteRT's Python interpreter can be imported."""
     try:

@@ -538,11 +538,12 @@ def _litert_twin(path, backend):
         return None
     from maxim_tf import litert
 
-    twin = litert.shipped_tflite(path)
+    twin = litert.verified_tflite(path)
     if backend == "litert":
         if twin is None:
             raise ValueError(f"backend='litert': {path} has no verified fp32 .tflite twin "
-                             f"(see saved_models/{litert.MANIFEST}); use backend='keras'")
+                             f"(shipped models have one; build one for another .keras file with "
+                             f"`maxim-tf models --prepare {path}`); use backend='keras'")
         litert._litert()  # a clear error naming the extra if LiteRT is missing
         return twin
     if twin is None or os.environ.get(BACKEND_ENV, "auto") == "keras" or not litert.litert_available():

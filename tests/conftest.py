@@ -4,6 +4,9 @@ import os
 import pathlib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Presets fetched by the tests get no fast-start twin (an export each, minutes in all);
+# tests/test_faststart.py turns it on where it is the point.
+os.environ.setdefault("MAXIM_TF_FASTSTART", "0")
 
 from maxim_tf import allocator  # noqa: E402
 

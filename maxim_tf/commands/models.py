@@ -22,6 +22,10 @@ def register(subparsers):
                    help="download, check and convert these presets now")
     p.add_argument("--clear", nargs="+", metavar="NAME", default=[],
                    help="remove these presets from the cache ('all' for every one)")
+    p.add_argument("--prepare", nargs="+", metavar="NAME_OR_PATH", default=[],
+                   help="build the verified fp32 LiteRT twin of these presets or .keras files "
+                        "now (restore then starts them in about a second); presets get it with "
+                        "their download unless MAXIM_TF_FASTSTART=0")
     p.set_defaults(func=run)
 
 
@@ -59,13 +63,33 @@ def run(args):
             print(f"{name}: shipped with maxim-tf, nothing to download")
             continue
         try:
-            path = hub.fetch_preset(every[name], progress=not args.quiet)
+            path = hub.fetch_preset(every[name], progress=not args.quiet,
+                                    faststart=False if args.prepare else None)
         except (OSError, ValueError) as e:
             raise usage_error(e) from e
         print(f"{name}: {path}")
-    if names or args.download:
+    for name in args.prepare:
+        _fast_start(name, every, quiet=args.quiet)
+    if names or args.download or args.prepare:
         return 0
     statuses = {n: hub.status(p) for n, p in every.items()}
     print(format_table(every.values(), statuses))
     print(f"\nCache: {hub.cache_dir()}  Source: {hub.base_url()}/<Task>/<Dataset>/checkpoint.npz")
     return 0
+
+
+def _fast_start(name, every, quiet):
+    """Build the fast-start twin of a preset (downloaded first if needed) or a .keras file."""
+    from maxim_tf import hub
+    from maxim_tf.export.faststart import build_twin
+
+    preset = every.get(name)
+    try:
+        if preset is not None and preset.path:
+            path = hub.fetch_preset(preset, progress=not quiet, faststart=False)
+        else:
+            path = hub.resolve_model(name, progress=not quiet, faststart=False)
+    except (OSError, ValueError) as e:
+        raise usage_error(e) from e
+    tflite, _ = build_twin(path, say=(lambda line: None) if quiet else print)
+    print(f"{name}: fast start {tflite}")
