@@ -999,3 +999,40 @@ def test_sigterm_during_a_savedmodel_export_exits_promptly_with_nothing_half_wri
     time.sleep(1.0)  # writing the SavedModel
     _sigterm_promptly(p, err_path, within=3)
     assert listing(tmp_path) == before  # no version 2, no temporary
+
+
+@pytest.mark.slow
+def test_kill_9_during_a_checkpoint_save_resumes_from_the_last_complete_one(tmp_path):
+    # Killed while the next checkpoint was being written: its files exist but are
+    # half-written, and the state file still names the last complete one (ckpt-3) - what
+    # an atomic state file guarantees. --resume must take step 3, not the broken files.
+    config = _train_config(tmp_path, steps=7, checkpoint_every=3, log_every=1)
+    run_dir = tmp_path / "run"
+    slow = hooked_train_cmd(config, run_dir, step_delay=0.4)
+    with open(tmp_path.parent / f"{tmp_path.name}_train.err", "w") as err:
+        p = subprocess.Popen(slow, cwd=REPO, env=_env(tempfile.gettempdir()),
+                             stdout=subprocess.DEVNULL, stderr=err)
+    log, ckpts = run_dir / "train_log.jsonl", run_dir / "checkpoints"
+    deadline = time.time() + 300
+    while time.time() < deadline and p.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) >= 5:
+            break
+        time.sleep(0.05)
+    assert p.poll() is None
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    state = (ckpts / "checkpoint").read_text()
+    assert state.split('"')[1] == "ckpt-3"  # model_checkpoint_path: "ckpt-<step>"
+    number = 6
+    (ckpts / f"ckpt-{number}.index").write_bytes(b"\x00" * 7)  # half-written next save
+    (ckpts / f"ckpt-{number}.data-00000-of-00001").write_bytes(b"\x01" * 100)
+    (ckpts / f"ckpt-{number}_temp").mkdir()
+    cmd = [sys.executable, "-m", "maxim_tf", "train", "--config", str(config), "--model-dir",
+           str(run_dir), "--resume"]
+    resumed = subprocess.run(cmd, cwd=REPO, env=_env(tempfile.gettempdir()),
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Traceback" not in resumed.stderr
+    steps = [json.loads(line)["step"] for line in log.read_text().splitlines()]
+    assert steps == list(range(1, 8))  # resumed from step 3: each step once, in order
+    assert (ckpts / "checkpoint").read_text() != state  # later checkpoints were written
