@@ -10,6 +10,12 @@ model exported with integer I/O) and output ``restored`` (same size; not
 clamped). Padding to the model's size multiple and cropping back happen in the
 graph, so a dynamic-size model takes any H, W.
 
+The converter runs in a child process (:func:`maxim_tf.fileio.run_child`): it blocks
+in C++ for minutes, where SIGTERM/SIGINT cannot reach Python; killing the child stops
+an export within a moment. A fixed ``input_size`` is bounded
+(:data:`MAX_FIXED_INPUT_PIXELS`, :data:`MAX_FIXED_INPUT_SIDE`) and checked, with the
+batch and the calibration folder, before any work.
+
 Example:
     >>> export_tflite(model, "maxim_fp16.tflite", quantization="fp16")
     >>> runner = TFLiteRunner("maxim_fp16.tflite")

@@ -2,6 +2,11 @@
 
 A file appears complete under its final name or not at all: content goes to a
 temporary file in the destination folder, then ``os.replace`` renames it.
+
+Also: temporary folders named after their process (:func:`owned_temp_dir`), swept
+by the next run once that process is gone (:func:`sweep_stale_temp_dirs`: what a
+``kill -9`` leaves), and :func:`run_child`, which runs work that blocks in C++ (the
+TFLite converter, tf2onnx) in a child process that a signal can stop at once.
 """
 
 import contextlib
