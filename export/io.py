@@ -9,6 +9,12 @@ import shutil
 from maxim_tf import fileio, image_io
 from maxim_tf.fileio import current_umask  # noqa: F401  (used by the exporters)
 
+# Largest fixed input (N x H x W pixels, and each side) of a TFLite export with an input
+# size: the converter folds size-dependent constants, so its memory follows the fixed
+# size (an unbounded 100000x100000 took 12 GB and climbing before anything was written).
+MAX_FIXED_INPUT_PIXELS = 4096 * 4096
+MAX_FIXED_INPUT_SIDE = 16384
+
 
 def atomic_write_bytes(path, data):
     """Write ``data`` to ``path`` (parent folders created) through a temp file and a rename."""
@@ -48,3 +54,46 @@ def load_images(folder, max_pixels=image_io.DEFAULT_MAX_PIXELS):
     return [image_io.rgb_float(image_io.read_image(p, max_pixels=max_pixels))
             for p in sorted(folder.rglob("*"))
             if p.suffix.lower() in image_io.IMAGE_EXTENSIONS and p.is_file()]
+
+
+def check_fixed_input(input_size, batch_size):
+    """Validate a fixed export shape before any work; returns ``(input_size, batch_size)``.
+
+    Raises:
+        ValueError: a side < 1 or over :data:`MAX_FIXED_INPUT_SIDE`, a batch < 1, or
+            N x H x W over :data:`MAX_FIXED_INPUT_PIXELS`.
+    """
+    if batch_size is not None:
+        if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer. "
+                             f"Received: batch_size={batch_size!r}")
+        batch_size = int(batch_size)
+    if input_size is None:
+        return None, batch_size
+    input_size = tuple(int(v) for v in input_size)
+    if len(input_size) != 2 or min(input_size) < 1:
+        raise ValueError(f"input_size must be (height, width) with positive values. "
+                         f"Received: input_size={input_size}")
+    if max(input_size) > MAX_FIXED_INPUT_SIDE \
+            or (batch_size or 1) * input_size[0] * input_size[1] > MAX_FIXED_INPUT_PIXELS:
+        raise ValueError(
+            f"a fixed input of {batch_size or 1}x{input_size[0]}x{input_size[1]} is too large: "
+            f"at most {MAX_FIXED_INPUT_PIXELS} pixels (N x H x W, e.g. 4096x4096) and "
+            f"{MAX_FIXED_INPUT_SIDE} per side; for larger images export a dynamic-size model "
+            f"(no input size) and tile")
+    return input_size, batch_size
+
+
+def check_representative_data(source, what="representative data"):
+    """Raise ValueError unless ``source`` is a folder holding at least one image file.
+
+    ``what`` names it in the message (the CLI says ``--representative-data``)."""
+    folder = pathlib.Path(source)
+    if not folder.is_dir():
+        raise ValueError(f"{what} {source}: "
+                         f"{'not a folder' if folder.exists() else 'no such folder'}")
+    if not any(p.suffix.lower() in image_io.IMAGE_EXTENSIONS and p.is_file()
+               for p in folder.rglob("*")):
+        raise ValueError(f"{what} {source}: no image files in it "
+                         f"({', '.join(image_io.IMAGE_EXTENSIONS)}); int8 calibration needs "
+                         f"images like the ones the model will restore")

@@ -8,15 +8,24 @@ cannot be expressed in ONNX, so there is no bytes variant.
 tf2onnx can write nodes that are not standard ONNX (a TF op it does not know
 is kept as-is in a custom domain) without raising: :func:`check_standard_ops`
 rejects such graphs, and :func:`export_onnx` calls it before writing.
+
+The conversion runs in a child process (tf2onnx's graph optimisation blocks in C++,
+where a signal cannot stop it): the model is saved as a ``.keras`` file in a temporary
+folder beside the output, the child loads it, converts and checks it, and the result
+is renamed into place. SIGTERM/SIGINT kill the child and remove the folder; after a
+``kill -9`` the next export into the same folder sweeps it.
 """
 
 import os
+import pathlib
 
 import tensorflow as tf
 
-from maxim_tf import fused
+from maxim_tf import fileio, fused
 from maxim_tf.export import graph
 from maxim_tf.export.io import atomic_write_bytes
+
+TEMP_PREFIX = ".maxim_onnx_tmp_"
 
 INPUT_NAME = "images"
 OUTPUT_NAME = "restored"
@@ -34,6 +43,55 @@ def export_onnx(model, path, opset=DEFAULT_OPSET):
     Returns:
         pathlib.Path of the written file.
     """
+    path = pathlib.Path(path)
+    folder = path.absolute().parent
+    created = fileio.make_dirs(folder)
+    fileio.sweep_stale_temp_dirs(folder, TEMP_PREFIX)
+    try:
+        with fileio.owned_temp_dir(folder, TEMP_PREFIX) as tmp:
+            source, result, error = (os.path.join(tmp, name) for name in
+                                     ("model.keras", "model.onnx", "error.txt"))
+            model.save(source)
+            status = fileio.run_child("maxim_tf.export.onnx:_child_main", source, result,
+                                      error, int(opset))
+            if os.path.exists(error):
+                raise _child_error(pathlib.Path(error).read_text())
+            if status != 0 or not os.path.exists(result):
+                raise RuntimeError(f"ONNX conversion (opset {opset}) failed: the converter "
+                                   f"process exited with status {status}")
+            return atomic_write_bytes(path, pathlib.Path(result).read_bytes())
+    except BaseException:
+        fileio.remove_empty_dirs(created)
+        raise
+
+
+def _child_error(text):
+    """The parent's exception for the child's message ("ValueError: ..." or a RuntimeError)."""
+    kind, _, message = text.partition(": ")
+    return ValueError(message) if kind == "ValueError" else RuntimeError(message)
+
+
+def _child_main(argv):
+    """The conversion in the child process of :func:`export_onnx`;
+    ``argv``: ``[model.keras, result, error file, opset]``."""
+    from maxim_tf.modelfile import load_keras_model
+
+    source, result, error, opset = argv
+    try:
+        proto = convert(load_keras_model(source, require_maxim=True), int(opset))
+    except (ValueError, RuntimeError) as err:
+        pathlib.Path(error).write_text(f"{type(err).__name__}: {err}")
+        return 1
+    except Exception as err:  # noqa: BLE001  (one message for the parent, no traceback)
+        pathlib.Path(error).write_text(f"RuntimeError: ONNX conversion failed: "
+                                       f"{type(err).__name__}: {err}")
+        return 1
+    pathlib.Path(result).write_bytes(proto.SerializeToString())
+    return 0
+
+
+def convert(model, opset=DEFAULT_OPSET):
+    """The checked ONNX ``ModelProto`` of a Keras MAXIM (in this process)."""
     import tf2onnx
 
     @tf.function(input_signature=[
@@ -50,7 +108,7 @@ def export_onnx(model, path, opset=DEFAULT_OPSET):
             from err
     _rename_output(proto)
     check_standard_ops(proto)
-    return atomic_write_bytes(path, proto.SerializeToString())
+    return proto
 
 
 def _rename_output(proto):

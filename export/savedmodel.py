@@ -50,6 +50,7 @@ BYTES_INPUT_NAME = "image_bytes"
 BYTES_OUTPUT_NAME = "output_bytes"
 DEFAULT_MAX_PIXELS = 2048 * 2048
 WARMUP_FILE = "tf_serving_warmup_requests"
+TEMP_PREFIX = ".tmp-maxim-"  # not a number: TF Serving never takes it for a version
 
 
 def export_savedmodel(model, base_dir, name="maxim", version=None, max_pixels=DEFAULT_MAX_PIXELS,
@@ -151,7 +152,11 @@ def _export(model, model_dir, name, version, max_pixels, max_request_pixels, war
     archive.add_endpoint(BYTES_SIGNATURE, restore_bytes, input_signature=[
         tf.TensorSpec([None], tf.string, name=BYTES_INPUT_NAME)])
 
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=model_dir))
+    # Removed on any exception (SIGTERM included, as maxim-tf turns it into one); after a
+    # kill -9 the next export of this model sweeps it (its process is gone).
+    fileio.sweep_stale_temp_dirs(model_dir, TEMP_PREFIX)
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=fileio.owned_temp_prefix(TEMP_PREFIX),
+                                        dir=model_dir))
     try:
         archive.write_out(os.fspath(tmp), verbose=False)
         if warmup:

@@ -10,6 +10,12 @@ model exported with integer I/O) and output ``restored`` (same size; not
 clamped). Padding to the model's size multiple and cropping back happen in the
 graph, so a dynamic-size model takes any H, W.
 
+The converter runs in a child process (:func:`maxim_tf.fileio.run_child`): it blocks
+in C++ for minutes, where SIGTERM/SIGINT cannot reach Python; killing the child stops
+an export within a moment. A fixed ``input_size`` is bounded
+(:data:`MAX_FIXED_INPUT_PIXELS`, :data:`MAX_FIXED_INPUT_SIDE`) and checked, with the
+batch and the calibration folder, before any work.
+
 Example:
     >>> export_tflite(model, "maxim_fp16.tflite", quantization="fp16")
     >>> runner = TFLiteRunner("maxim_fp16.tflite")
@@ -18,7 +24,6 @@ Example:
 
 import os
 import pathlib
-import tempfile
 
 import keras
 import numpy as np
@@ -26,7 +31,14 @@ import tensorflow as tf
 
 from maxim_tf import fileio, fused
 from maxim_tf.export import graph
-from maxim_tf.export.io import atomic_write_bytes, load_images
+from maxim_tf.export.io import (  # noqa: F401  (the checks run before TensorFlow in the CLI)
+    MAX_FIXED_INPUT_PIXELS,
+    MAX_FIXED_INPUT_SIDE,
+    atomic_write_bytes,
+    check_fixed_input,
+    check_representative_data,
+    load_images,
+)
 from maxim_tf.litert import (  # noqa: F401  (the runner and the int8 XNNPACK checks live there)
     _QUANTIZED_CONTRACTIONS,
     INPUT_NAME,
@@ -47,7 +59,7 @@ INT8_IO_TYPES = ("float32", "uint8", "int8")
 # partition (timings: benchmarks/results/). The layer-norm statistics are also far more
 # accurate in float.
 INT8_FLOAT_OPS = ("GELU", "SQUARED_DIFFERENCE", "RSQRT", "NEG", "MEAN")
-
+TEMP_PREFIX = ".maxim_tflite_tmp_"
 
 
 def export_tflite(model, path, quantization="fp32", input_size=None, batch_size=None,
@@ -106,24 +118,31 @@ def export_tflite_set(model, paths, input_size=None, batch_size=None, representa
     if int8_io != "float32" and set(paths) != {"int8"}:
         raise ValueError(f"int8_io={int8_io!r} needs quantization='int8'. "
                          f"Received: quantization={', '.join(paths)}")
+    input_size, batch_size = check_fixed_input(input_size, batch_size)
     if input_size is not None:
-        input_size = tuple(int(v) for v in input_size)
-        if len(input_size) != 2 or min(input_size) < 1:
-            raise ValueError(f"input_size must be (height, width) with positive values. "
-                             f"Received: input_size={input_size}")
         shape = [batch_size or 1, input_size[0], input_size[1], 3]
     else:
         shape = [batch_size, None, None, 3]
+    if "int8" in paths:
+        if int(num_calibration_images) < 1:
+            raise ValueError(f"num_calibration_images must be >= 1. "
+                             f"Received: num_calibration_images={num_calibration_images}")
+        if representative_data is not None:
+            check_representative_data(representative_data)
 
     written = {}
     # The intermediate SavedModel (as large as the model) goes beside the first output,
     # not in $TMPDIR: a run stopped hard leaves it where the user looks, with a name that
     # says what it is, and clean-up on any exception (SIGTERM included, as maxim-tf turns
     # it into one) removes it; folders made for the outputs go too if nothing was written.
+    # The converter itself runs in a child process (see _convert), so SIGTERM/SIGINT stop
+    # an export within a moment; after a kill -9 the next export into the same folder
+    # sweeps the temporary folders whose process is gone (maxim_tf.fileio.owned_temp_dir).
     folder = pathlib.Path(next(iter(paths.values()))).absolute().parent
     created = fileio.make_dirs(folder)
+    fileio.sweep_stale_temp_dirs(folder, TEMP_PREFIX)
     try:
-        with tempfile.TemporaryDirectory(prefix=".maxim_tflite_tmp_", dir=folder) as tmp:
+        with fileio.owned_temp_dir(folder, TEMP_PREFIX) as tmp:
             _convert_all(model, paths, shape, input_size, representative_data,
                          num_calibration_images, calibration_size, int8_io, tmp, written)
     except BaseException:
@@ -145,7 +164,8 @@ def _convert_all(model, paths, shape, input_size, representative_data, num_calib
         archive.add_endpoint(
             SIGNATURE, lambda images: {OUTPUT_NAME: graph.restore_any_size(model, images)},
             input_signature=[tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)])
-        archive.write_out(tmp, verbose=False)
+        saved_model = os.path.join(tmp, "saved_model")
+        archive.write_out(saved_model, verbose=False)
     for quantization, path in paths.items():
         samples = None
         if quantization == "int8":
@@ -155,7 +175,7 @@ def _convert_all(model, paths, shape, input_size, representative_data, num_calib
                 samples = [np.concatenate([samples[(i + k) % len(samples)]
                                            for k in range(shape[0])])
                            for i in range(len(samples))]
-        flatbuffer = _convert(tmp, quantization, samples, int8_io)
+        flatbuffer = _convert(saved_model, quantization, samples, int8_io)
         flatbuffer = describe(flatbuffer, model_info(model, quantization, int8_io, shape))
         written[quantization] = atomic_write_bytes(path, flatbuffer)
 
@@ -236,7 +256,62 @@ def _calibration_feed(samples):
         yield {INPUT_NAME: sample}
 
 
+_JOB, _SAMPLES, _RESULT, _ERROR = "convert_job.json", "calibration.npy", "converted.tflite", \
+    "convert_error.txt"
+
+
 def _convert(saved_model_dir, quantization, samples, int8_io):
+    """Convert the SavedModel in a child process (see :func:`maxim_tf.fileio.run_child`).
+
+    The TFLite converter blocks in C++ for minutes and never returns to Python, so a
+    signal could not stop it in this process; killing the child can. The job, the
+    calibration samples and the result are files in ``saved_model_dir``'s parent (the
+    export's temporary folder).
+    """
+    import json
+
+    work = pathlib.Path(saved_model_dir)
+    folder = work.parent  # the export's temporary folder
+    job, result, error = folder / _JOB, folder / _RESULT, folder / _ERROR
+    for stale in (result, error):  # from the previous quantization of the same set
+        stale.unlink(missing_ok=True)
+    job.write_text(json.dumps({"saved_model": os.fspath(work), "quantization": quantization,
+                               "int8_io": int8_io, "result": os.fspath(result),
+                               "error": os.fspath(error),
+                               "samples": None if samples is None else os.fspath(
+                                   folder / _SAMPLES)}))
+    if samples is not None:
+        np.save(folder / _SAMPLES, np.stack(samples))
+    status = fileio.run_child("maxim_tf.export.tflite:_child_main", job)
+    if error.exists():
+        raise RuntimeError(error.read_text())
+    if status != 0 or not result.exists():
+        raise RuntimeError(f"TFLite conversion ({quantization}) failed: the converter process "
+                           f"exited with status {status}")
+    return result.read_bytes()
+
+
+def _child_main(argv):
+    """One conversion in the child process of :func:`_convert`; ``argv``: ``[job file]``."""
+    import json
+
+    job = json.loads(pathlib.Path(argv[0]).read_text())
+    samples = None if job["samples"] is None else list(np.load(job["samples"]))
+    try:
+        flatbuffer = _convert_here(job["saved_model"], job["quantization"], samples,
+                                   job["int8_io"])
+    except RuntimeError as err:
+        pathlib.Path(job["error"]).write_text(str(err))
+        return 1
+    except Exception as err:  # noqa: BLE001  (one message for the parent, no traceback)
+        pathlib.Path(job["error"]).write_text(
+            f"TFLite conversion ({job['quantization']}) failed: {type(err).__name__}: {err}")
+        return 1
+    pathlib.Path(job["result"]).write_bytes(flatbuffer)
+    return 0
+
+
+def _convert_here(saved_model_dir, quantization, samples, int8_io):
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir,
                                                          signature_keys=[SIGNATURE])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]

@@ -255,7 +255,21 @@ def console_main():
         if stderr_filter is not None:
             stderr_filter.close()
     sys.stdout.flush()
+    if status in (errors.EXIT_TERMINATED, errors.EXIT_INTERRUPTED):
+        _exit_now(status)
     return status
+
+
+def _exit_now(status):
+    """Exit at once after a signal: clean-up has run (``finally`` blocks, then the atexit
+    handlers here), but the interpreter's own teardown, which garbage-collects a traced
+    TensorFlow graph for seconds, is skipped - a stopped command stops within a moment."""
+    import atexit
+
+    atexit._run_exitfuncs()  # e.g. AutoGraph's temporary source files
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 if __name__ == "__main__":

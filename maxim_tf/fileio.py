@@ -2,6 +2,11 @@
 
 A file appears complete under its final name or not at all: content goes to a
 temporary file in the destination folder, then ``os.replace`` renames it.
+
+Also: temporary folders named after their process (:func:`owned_temp_dir`), swept
+by the next run once that process is gone (:func:`sweep_stale_temp_dirs`: what a
+``kill -9`` leaves), and :func:`run_child`, which runs work that blocks in C++ (the
+TFLite converter, tf2onnx) in a child process that a signal can stop at once.
 """
 
 import contextlib
@@ -94,3 +99,134 @@ def sha256_file(path, chunk=1 << 20):
         for block in iter(lambda: f.read(chunk), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------
+# Temporary folders owned by a process, swept when their owner is gone (kill -9).
+# ----------------------------------------------------------------------------------------
+
+def _host_tag():
+    import re
+    import socket
+
+    return re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname())[:64] or "host"
+
+
+def owned_temp_dir(folder, prefix):
+    """A ``tempfile.TemporaryDirectory`` in ``folder`` named ``<prefix><pid>@<host>@<random>``.
+
+    It is removed on every exit path Python sees (return, exception, SIGTERM turned into
+    an exception by ``maxim-tf``); after a ``kill -9`` the name tells
+    :func:`sweep_stale_temp_dirs` that its owner is gone, and the next run removes it.
+    """
+    import tempfile
+
+    return tempfile.TemporaryDirectory(prefix=owned_temp_prefix(prefix), dir=folder)
+
+
+def owned_temp_prefix(prefix):
+    """``<prefix><pid>@<host>@``: the name start of a temporary that
+    :func:`sweep_stale_temp_dirs` can attribute to this process (for ``tempfile.mkdtemp``
+    when the folder is renamed into place rather than removed)."""
+    return f"{prefix}{os.getpid()}@{_host_tag()}@"
+
+
+def sweep_stale_temp_dirs(folder, prefix):
+    """Remove folders of :func:`owned_temp_dir` in ``folder`` whose owning process has ended.
+
+    Only folders made on this host are considered (a shared network folder may hold
+    another machine's live temporaries); a live or unknown owner keeps its folder.
+    Returns the folders removed.
+    """
+    import shutil
+
+    removed, host = [], _host_tag()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(prefix) or not entry.is_dir(follow_symlinks=False):
+            continue
+        parts = entry.name[len(prefix):].split("@")
+        if len(parts) != 3 or parts[1] != host or not parts[0].isdigit():
+            continue
+        if int(parts[0]) == os.getpid() or _process_alive(int(parts[0])):
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed.append(entry.path)
+    return removed
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+# ----------------------------------------------------------------------------------------
+# Work that blocks in C++ (the TFLite converter, tf2onnx) runs in a child process.
+# ----------------------------------------------------------------------------------------
+
+def run_child(target, *args):
+    """Run ``target`` (``"package.module:function"``, called with the list of ``args`` as
+    strings, returning an exit status) in a new Python process and wait; return its status.
+
+    A converter that blocks in C++ never returns to Python, so a signal handler in this
+    process would wait for it; the child is what blocks instead. Any exception here while
+    waiting (SIGTERM turned into :class:`maxim_tf.errors.Terminated`, Ctrl-C's
+    ``KeyboardInterrupt``) kills the child at once and is re-raised, so clean-up runs
+    within a moment. The child dies with this process too, even on ``kill -9`` (see
+    :func:`die_with_parent`, which runs before the child imports anything heavy).
+    """
+    import subprocess
+    import sys
+
+    # The child imports exactly the modules this process sees (a source checkout, too).
+    path = os.pathsep.join(p for p in sys.path if isinstance(p, str) and p and os.path.isdir(p))
+    env = dict(os.environ, PYTHONPATH=path)
+    proc = subprocess.Popen([sys.executable, "-m", "maxim_tf.fileio", str(os.getpid()), target,
+                             *map(str, args)],
+                            stdin=subprocess.DEVNULL, env=env)
+    try:
+        return proc.wait()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+
+
+def die_with_parent(parent_pid):
+    """In a child of :func:`run_child`: get SIGKILL when the parent dies (Linux), and exit
+    now if it is already gone. Called first thing in the child, before heavy imports."""
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != int(parent_pid):
+        sys.exit(1)
+
+
+def _child_main(argv):
+    """``python -m maxim_tf.fileio PARENT_PID module:function ARGS...`` (see :func:`run_child`)."""
+    import importlib
+
+    die_with_parent(argv[0])
+    module, function = argv[1].split(":")
+    return getattr(importlib.import_module(module), function)(argv[2:])
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(_child_main(sys.argv[1:]))

@@ -22,6 +22,16 @@ On top of that the :class:`Restorer` offers the official geometric
 self-ensemble (x8: 4 rotations x horizontal flip, outputs un-transformed and
 averaged) and tiling for large images: overlapping tiles of the padded image,
 blended with a raised-cosine window, so peak memory follows the tile size.
+
+Working-size rule (what bounds memory): the model's memory follows the pixels of
+one model call *after padding*, not the image: ``batch x Hp x Wp`` for whole
+images, ``tile batch x tile x tile`` when tiling. The :class:`Restorer` refuses,
+before any model work, a call larger than ``max_pixels`` (``--max-pixels``,
+default 100 MP), and an untiled image whose padding inflates it more than
+``max_padding_factor`` times (default 4) to over 512 x 512 - a 3 x 100 000 strip
+pads to 32 x 100 000 for the shipped models, 11 times its pixels (17 GB of
+memory with them, about 5 KB per working pixel): restore such an
+image with ``tile`` (memory then follows the tile batch).
 """
 
 import math
@@ -47,6 +57,18 @@ BACKEND_ENV = "MAXIM_TF_BACKEND"
 
 class NonFiniteOutputError(MaximError, ValueError):
     """The model returned NaN or Inf values."""
+
+
+class WorkingSizeError(MaximError, ValueError):
+    """The padded (or tiled) size the model would see breaks the working-size rule."""
+
+
+# Working-size rule (module docstring): defaults of Restorer(max_pixels=, max_padding_factor=).
+DEFAULT_MAX_PIXELS = 100_000_000  # = maxim_tf.image_io.DEFAULT_MAX_PIXELS (no PIL import here)
+DEFAULT_MAX_PADDING_FACTOR = 4
+# An untiled working image up to this size always runs, however much padding made it
+# (the shipped models take about 5 KB of memory per working pixel: 1.3 GB here).
+PADDING_FREE_PIXELS = 1 << 18  # 512 x 512
 
 
 # ----------------------------------------------------------------------------------------
@@ -325,6 +347,14 @@ class Restorer:
             ``mixed_bfloat16`` policy (layer-norm statistics in float32; see
             :meth:`maxim_tf.MAXIM.with_precision`). Faster only where the
             hardware has bfloat16 units; implies the Keras backend.
+        max_pixels: largest working size of one model call, counted after
+            padding: ``images per call x padded H x padded W``, or with tiling
+            ``tiles per call x tile x tile`` (None: no bound). Larger work raises
+            :class:`WorkingSizeError` before the model runs.
+        max_padding_factor: refuse (:class:`WorkingSizeError`) an untiled image
+            whose padded size is more than this many times its own and over
+            512 x 512 pixels (a degenerate aspect ratio such as 3 x 100 000, which
+            pads to 32 x 100 000); pass ``tile`` for such images (None: no bound).
 
     Call it on an ``[H, W]``, ``[H, W, C]`` image or ``[N, H, W, C]`` batch,
     C = 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA), of dtype uint8,
@@ -344,7 +374,8 @@ class Restorer:
     """
 
     def __init__(self, model_or_path, tile=None, overlap=64, ensemble=False, batch_size=4,
-                 size_multiple=None, backend="auto", progress=True, precision="float32"):
+                 size_multiple=None, backend="auto", progress=True, precision="float32",
+                 max_pixels=DEFAULT_MAX_PIXELS, max_padding_factor=DEFAULT_MAX_PADDING_FACTOR):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}. "
                              f"Received: backend={backend!r}")
@@ -394,6 +425,8 @@ class Restorer:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size}")
         self.tile, self.overlap = self._check_tiling(tile, overlap)
+        self.max_pixels = _positive_or_none(max_pixels, "max_pixels")
+        self.max_padding_factor = _positive_or_none(max_padding_factor, "max_padding_factor")
         self._predict_fn = predict_fn or _make_predict_fn(model_or_path)
 
     @property
@@ -469,6 +502,7 @@ class Restorer:
             NonFiniteOutputError: the model gave NaN or Inf (corrupt weights, or an
                 overflow in reduced precision): never returned as an image.
         """
+        self.check_working_size(x.shape)
         if x.shape[-1] == 1:
             x = np.repeat(x, 3, axis=-1)
         h, w = x.shape[1], x.shape[2]
@@ -486,6 +520,45 @@ class Restorer:
                 f"the model output is not finite ({bad} of {y.size} values are NaN or Inf): its "
                 f"weights may be corrupt (reconvert or retrain it)")
         return y
+
+    def working_size(self, shape):
+        """``(images per model call, Hp, Wp, tiled)`` for an ``[N, H, W, C]`` batch.
+
+        ``Hp x Wp`` is the padded image, or the tile when the image is tiled.
+        """
+        n, h, w = (int(v) for v in shape[:3])
+        mh, mw = self.multiple
+        hp, wp = _padded_size(h, mh), _padded_size(w, mw)
+        views = n * (4 if self.ensemble else 1)  # _run: 4 views of a shape at a time
+        if self.tile and (hp > self.tile or wp > self.tile):
+            th, tw = min(self.tile, hp), min(self.tile, wp)
+            per_call = min(self.batch_size, views * math.prod(
+                len(tile_starts(length, t, self.overlap, m))
+                for length, t, m in ((hp, th, mh), (wp, tw, mw))))
+            return per_call, th, tw, True
+        return min(self.batch_size, views), hp, wp, False
+
+    def check_working_size(self, shape):
+        """Raise :class:`WorkingSizeError` if an ``[N, H, W, C]`` batch breaks the working-size
+        rule (see ``max_pixels`` and ``max_padding_factor``); nothing is computed."""
+        h, w = int(shape[1]), int(shape[2])
+        per_call, hp, wp, tiled = self.working_size(shape)
+        what = f"{per_call} tile(s) of {hp}x{wp}" if tiled else \
+            (f"{per_call} image(s) of " if per_call > 1 else "") + f"{hp}x{wp}"
+        if not tiled and self.max_padding_factor and hp * wp > PADDING_FREE_PIXELS \
+                and hp * wp > self.max_padding_factor * h * w:
+            raise WorkingSizeError(
+                f"a {h}x{w} image pads to {hp}x{wp} for the model (size multiple "
+                f"{self.multiple[0]}x{self.multiple[1]}), {hp * wp / (h * w):.0f} times its "
+                f"pixels ({hp * wp / 1e6:.1f} MP in one call); restore it with tiling (tile=/--tile "
+                f"{_suggested_tile(self.multiple)}), memory then follows the tile")
+        pixels = per_call * hp * wp
+        if self.max_pixels and pixels > self.max_pixels:
+            hint = "a smaller --tile or --tile-batch" if tiled else \
+                f"--tile {_suggested_tile(self.multiple)} (memory then follows the tile)"
+            raise WorkingSizeError(
+                f"the model would see {what} after padding, {pixels / 1e6:.1f} MP in one call, "
+                f"more than the limit of {self.max_pixels / 1e6:g} MP (--max-pixels); use {hint}")
 
     # -- internals ----------------------------------------------------------------------
 
@@ -530,6 +603,29 @@ class Restorer:
                 weight[top:top + th, left:left + tw] += win
         acc /= weight
         return acc
+
+
+def _padded_size(size, multiple):
+    """Padded length of an axis (:func:`maxim_tf.padding.padding_plan`, without TensorFlow)."""
+    even = size + size % 2
+    return even + (-even) % multiple
+
+
+def _suggested_tile(multiple):
+    m = math.lcm(*multiple)
+    return max(m, 512 // m * m)
+
+
+def _positive_or_none(value, name):
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not number > 0:
+        raise ValueError(f"{name} must be positive (or None: no bound). Received: {name}={value!r}")
+    return number
 
 
 def _litert_twin(path, backend):

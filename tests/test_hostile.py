@@ -1137,7 +1137,6 @@ def test_restore_beam_glob_with_a_closed_class_still_matches(tmp_path):
 _FROM_NONE_ALLOWED = {
     "maxim_tf/commands/_common.py": 3,
     "maxim_tf/commands/export.py": 1,
-    "maxim_tf/modelfile.py": 1,
 }
 
 
@@ -1169,3 +1168,380 @@ def test_python_users_see_the_original_exception(bad_models, tmp_path):
             call()
         assert e.value.__cause__ is not None, (kind, e.value)
         assert "\n" not in str(e.value)  # the CLI still prints one line
+
+
+# --- second campaign (issue 35): memory, signals, temporaries ---
+#
+# Causes 2, 3 and part of 11 of issue 35: the size the model works on (after padding) is
+# what --max-pixels bounds; .keras zip bombs and oversized export shapes are refused
+# before any work; converters run where a signal stops them; temporaries never outlive
+# their process for long. Memory is measured as the peak RSS of a child process
+# (resource.getrusage(RUSAGE_CHILDREN) in a wrapper whose only child is the command).
+
+_MEASURED = """
+import json, resource, subprocess, sys, time
+start = time.perf_counter()
+p = subprocess.run(sys.argv[2:], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+with open(sys.argv[1], "w") as f:
+    json.dump({"rc": p.returncode, "stdout": p.stdout.decode(errors="replace"),
+               "stderr": p.stderr.decode(errors="replace"),
+               "seconds": time.perf_counter() - start,
+               "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}, f)
+"""
+
+
+def measured(tmpdir, *argv, timeout=300):
+    """Run ``maxim-tf argv`` in a child; returns its rc, stdout, stderr, seconds, peak_rss_mb."""
+    report = pathlib.Path(tmpdir).parent / f"{pathlib.Path(tmpdir).name}_measured.json"
+    subprocess.run([sys.executable, "-c", _MEASURED, str(report), sys.executable, "-m",
+                    "maxim_tf", *map(str, argv)], cwd=REPO, env=_env(tmpdir), timeout=timeout,
+                   check=True)
+    result = json.loads(report.read_text())
+    report.unlink()
+    assert "Traceback" not in result["stderr"], result["stderr"][-3000:]
+    return result
+
+
+def test_restore_refuses_a_degenerate_strip_in_one_line_at_startup_memory(tmp_path,
+                                                                           own_tmpdir):
+    # 3 x 100 000 (0.3 MP) pads to 32 x 100 000 for the shipped model: 17 GB before.
+    save_png(tmp_path / "long.png", shape=(3, 100_000, 3))
+    before = listing(tmp_path)
+    r = measured(own_tmpdir, "restore", tmp_path / "long.png", "-o", tmp_path / "out", "-q")
+    assert r["rc"] == 1, r["stderr"]
+    line = one_line(r["stderr"], "long.png", "3x100000 image pads to 32x100000", "--tile")
+    assert "Failed" not in line
+    assert r["peak_rss_mb"] < 1000, r  # the model never saw the strip (was 17 GB)
+    assert listing(tmp_path) == before  # no output folder left
+
+
+def test_restore_tiles_a_degenerate_strip_in_bounded_memory(tmp_path, own_tmpdir):
+    save_png(tmp_path / "strip.png", shape=(3, 9000, 3))  # pads to 32 x 9024: refused untiled
+    r = measured(own_tmpdir, "restore", tmp_path / "strip.png", "-o", tmp_path / "out", "-q")
+    assert r["rc"] == 1 and "pads to 32x9024" in r["stderr"]
+    r = measured(own_tmpdir, "restore", tmp_path / "strip.png", "-o", tmp_path / "out", "-q",
+                 "--tile", 512)
+    assert r["rc"] == 0, r["stderr"]
+    assert Image.open(tmp_path / "out" / "strip.png").size == (9000, 3)
+    assert r["peak_rss_mb"] < 2500, r  # tiles of 32 x 512, four per call
+
+
+def test_max_pixels_counts_the_padded_working_size(tmp_path, toy_keras, capsys):
+    # 40 x 40 = 1600 pixels, but the toy model (multiple 32) sees 64 x 64 = 4096.
+    save_png(tmp_path / "a.png", shape=(40, 40, 3))
+    rc, _, err = cli(capsys, "restore", tmp_path / "a.png", "-o", tmp_path / "out", "-q",
+                     "--model", toy_keras, "--max-pixels", 2000)
+    assert rc == 1
+    one_line(err, "a.png", "64x64 after padding", "limit of 0.002 MP (--max-pixels)")
+    rc, _, err = cli(capsys, "restore", tmp_path / "a.png", "-o", tmp_path / "out", "-q",
+                     "--model", toy_keras, "--max-pixels", 5000)
+    assert rc == 0, err
+
+
+def test_restorer_api_bounds_the_work_after_padding(toy_keras):
+    from maxim_tf.restore import Restorer, WorkingSizeError
+
+    r = Restorer(toy_keras, max_pixels=3000)
+    with pytest.raises(WorkingSizeError, match="64x64 after padding"):
+        r(np.zeros((40, 40, 3), np.uint8))
+    with pytest.raises(WorkingSizeError, match="2 image"):  # a batch is one model call
+        Restorer(toy_keras, max_pixels=5000)(np.zeros((2, 64, 64, 3), np.uint8))
+    strip = np.zeros((3, 40_000, 3), np.uint8)  # pads to 32 x 40 000 (1.3 MP, 11x)
+    with pytest.raises(WorkingSizeError, match="pads to 32x40000"):
+        Restorer(toy_keras)(strip)
+    tiled = Restorer(toy_keras, tile=256, overlap=32)
+    assert tiled.working_size((1, 3, 40_000, 3)) == (4, 32, 256, True)
+    assert tiled(strip).shape == strip.shape
+    assert Restorer(toy_keras, max_padding_factor=None)(strip).shape == strip.shape
+    with pytest.raises(ValueError, match="max_pixels must be positive"):
+        Restorer(toy_keras, max_pixels=-1)
+
+
+def _zip_bomb(path, declared_config_mib=100):
+    """A .keras whose config.json is a JSON object of ``declared_config_mib`` MiB of spaces."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("metadata.json", "{}")
+        with z.open("config.json", "w", force_zip64=True) as f:
+            f.write(b"{")
+            for _ in range(declared_config_mib):
+                f.write(b" " * (1 << 20))
+            f.write(b"}")
+    return path
+
+
+def test_keras_zip_bomb_is_refused_before_inflating(tmp_path, own_tmpdir):
+    bomb = _zip_bomb(tmp_path / "bomb.keras")
+    assert bomb.stat().st_size < 1 << 20
+    save_png(tmp_path / "a.png")
+    before = listing(tmp_path)
+    r = measured(own_tmpdir, "restore", tmp_path / "a.png", "-o", tmp_path / "out",
+                 "--model", bomb)
+    assert r["rc"] == 2, r["stderr"]
+    one_line(r["stderr"], "bomb.keras", "config.json declares 100 MiB", "64 MiB")
+    assert r["peak_rss_mb"] < 400, r  # refused before TensorFlow, nothing inflated
+    r = measured(own_tmpdir, "export", bomb, "--to", "tflite", "-o", tmp_path / "m.tflite")
+    assert r["rc"] == 2
+    one_line(r["stderr"], "bomb.keras", "zip bomb")
+    assert listing(tmp_path) == before
+
+
+def test_keras_member_read_is_bounded_whatever_the_header_says(tmp_path):
+    from maxim_tf.errors import ModelFileError
+    from maxim_tf.modelfile import read_member
+
+    path = tmp_path / "m.keras"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("config.json", b" " * 5000)
+    with zipfile.ZipFile(path) as z:
+        assert len(read_member(path, z, "config.json", limit=5000, chunk=1000)) == 5000
+        with pytest.raises(ModelFileError, match="inflates to more than"):
+            read_member(path, z, "config.json", limit=4999, chunk=1000)
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--input-size", "100000x100000"], "1x100000x100000 is too large"),
+    (["--input-size", "4096x4097"], "is too large"),
+    (["--input-size", "2048x2048", "--input-batch", "8"], "8x2048x2048 is too large"),
+    (["--input-size", "64x64", "--input-batch", "0"], "--input-batch: must be a positive"),
+    (["--input-batch", "-3"], "--input-batch: must be a positive"),
+    (["--quantize", "int8", "--num-calibration-images", "0"], "--num-calibration-images"),
+])
+def test_export_refuses_oversized_or_empty_shapes_at_once(argv, needle, tmp_path, capsys):
+    keras_file = REPO / "saved_models" / "denoise.keras"
+    before = listing(tmp_path)
+    start = time.perf_counter()
+    rc, _, err = cli(capsys, "export", keras_file, "--to", "tflite", "-o",
+                     tmp_path / "m.tflite", *argv)
+    assert rc == 2
+    one_line(err, "error", needle)
+    assert time.perf_counter() - start < 10  # before the model is read or converted
+    assert listing(tmp_path) == before
+
+
+def test_export_huge_input_size_costs_no_memory(tmp_path, own_tmpdir):
+    # Was 12 GB RSS and climbing, and deaf to SIGTERM.
+    r = measured(own_tmpdir, "export", REPO / "saved_models" / "denoise.keras", "--to",
+                 "tflite", "--input-size", "100000x100000", "-o", tmp_path / "m.tflite")
+    assert r["rc"] == 2
+    one_line(r["stderr"], "--input-size", "too large")
+    assert r["peak_rss_mb"] < 300 and r["seconds"] < 30, r
+    assert not (tmp_path / "m.tflite").exists()
+
+
+@pytest.mark.parametrize("content", ["empty", "no_images", "missing"])
+def test_int8_representative_data_without_images_is_refused_first(content, tmp_path,
+                                                                   capsys):
+    data = tmp_path / "calib"
+    if content != "missing":
+        data.mkdir()
+    if content == "no_images":
+        (data / "notes.txt").write_text("not an image\n")
+        (data / "sub").mkdir()
+    before = listing(tmp_path)
+    start = time.perf_counter()
+    rc, _, err = cli(capsys, "export", REPO / "saved_models" / "denoise.keras", "--to",
+                     "tflite", "--quantize", "int8", "--representative-data", data, "-o",
+                     tmp_path / "m.tflite")
+    assert rc == 2
+    one_line(err, "--representative-data", str(data),
+             "no such folder" if content == "missing" else "no image files")
+    assert time.perf_counter() - start < 10
+    assert listing(tmp_path) == before
+
+
+def test_export_library_checks_calibration_data_before_tracing(tmp_path):
+    from maxim_tf.export.tflite import export_tflite
+
+    (tmp_path / "calib").mkdir()
+    with pytest.raises(ValueError, match="no image files"):
+        export_tflite(object(), tmp_path / "m.tflite", quantization="int8",
+                      representative_data=tmp_path / "calib")  # refused before the model is used
+    with pytest.raises(ValueError, match="batch_size must be a positive"):
+        export_tflite(object(), tmp_path / "m.tflite", input_size=(64, 64), batch_size=0)
+    assert sorted(tmp_path.iterdir()) == [tmp_path / "TMPDIR", tmp_path / "calib"]
+
+
+# A converter stand-in that blocks (as the TFLite converter does in C++) and a parent that
+# runs it through maxim_tf.fileio.run_child inside an owned temporary folder, with the
+# CLI's SIGTERM handling: SIGTERM must stop both at once, kill -9 of the parent must take
+# the child along, and the temporary folder must then be swept by the next run.
+_BLOCKER = """
+import os, pathlib, time
+def block(argv):
+    pathlib.Path(argv[0]).write_text(str(os.getpid()))
+    time.sleep(600)
+    return 0
+"""
+
+_PARENT = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import signal
+from maxim_tf import errors, fileio
+def _raise(signum, frame):
+    raise errors.Terminated()
+signal.signal(signal.SIGTERM, _raise)
+try:
+    with fileio.owned_temp_dir(sys.argv[2], ".maxim_tflite_tmp_") as tmp:
+        fileio.run_child("blocker:block", sys.argv[3])
+except errors.Terminated:
+    sys.exit(143)
+"""
+
+
+def _dead(pid):
+    try:
+        state = pathlib.Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return True
+    return state in ("Z", "X")  # a zombie is dead, whoever reaps it
+
+
+def _start_blocked_parent(tmp_path, own_tmpdir):
+    (tmp_path / "mod").mkdir()
+    (tmp_path / "mod" / "blocker.py").write_text(_BLOCKER)
+    out = tmp_path / "out"
+    out.mkdir()
+    marker = tmp_path / "child.pid"
+    p = subprocess.Popen([sys.executable, "-c", _PARENT, str(tmp_path / "mod"), str(out),
+                          str(marker)], cwd=REPO, env=_env(own_tmpdir))
+    deadline = time.time() + 60
+    while not marker.exists() or not marker.read_text():
+        assert time.time() < deadline and p.poll() is None
+        time.sleep(0.05)
+    return p, int(marker.read_text()), out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc, PR_SET_PDEATHSIG")
+def test_sigterm_stops_a_blocked_converter_child_within_2_s(tmp_path, own_tmpdir):
+    p, child, out = _start_blocked_parent(tmp_path, own_tmpdir)
+    assert [d.name.split("@")[0] for d in out.iterdir()] == [f".maxim_tflite_tmp_{p.pid}"]
+    start = time.perf_counter()
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=10) == 143
+    assert time.perf_counter() - start < 2
+    assert _dead(child)
+    assert list(out.iterdir()) == []  # the temporary folder went with it
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc, PR_SET_PDEATHSIG")
+def test_kill_9_takes_the_converter_child_along_and_the_next_run_sweeps(tmp_path,
+                                                                         own_tmpdir):
+    from maxim_tf import fileio
+
+    p, child, out = _start_blocked_parent(tmp_path, own_tmpdir)
+    foreign = out / ".maxim_tflite_tmp_1@another-host@abc"  # another machine's: kept
+    foreign.mkdir()
+    live = out / f".maxim_tflite_tmp_{os.getpid()}@{fileio._host_tag()}@xyz"  # a live one: kept
+    live.mkdir()
+    p.kill()
+    p.wait()
+    deadline = time.time() + 2
+    while not _dead(child) and time.time() < deadline:
+        time.sleep(0.05)
+    assert _dead(child)
+    stale = [d for d in out.iterdir() if d.name.startswith(f".maxim_tflite_tmp_{p.pid}@")]
+    assert len(stale) == 1  # what kill -9 leaves ...
+    assert fileio.sweep_stale_temp_dirs(out, ".maxim_tflite_tmp_") == [str(stale[0])]
+    assert sorted(out.iterdir()) == sorted([foreign, live])  # ... the next export removes
+
+
+def _wait_for(p, pattern_dir, pattern, err_path, timeout=300):
+    deadline = time.time() + timeout
+    while time.time() < deadline and p.poll() is None:
+        if pattern_dir.is_dir() and list(pattern_dir.glob(pattern)):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"never saw {pattern} (rc {p.poll()}): {err_path.read_text()[-3000:]}")
+
+
+def _sigterm_promptly(p, err_path, within):
+    start = time.perf_counter()
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=60) == 143, err_path.read_text()[-3000:]
+    seconds = time.perf_counter() - start
+    err = err_path.read_text()
+    assert "Traceback" not in err
+    one_line(err, "terminated")
+    assert seconds < within, seconds
+
+
+@pytest.mark.slow
+def test_sigterm_inside_the_tflite_converter_stops_within_2_s(tmp_path, own_tmpdir):
+    # The issue's case: a fixed-size export, SIGTERM while the converter runs (> 30 s before).
+    keras_file = tmp_path / "tiny1s.keras"
+    from maxim_tf.conversion import convert_checkpoint
+
+    convert_checkpoint(TINY1S, keras_file)
+    before = listing(tmp_path)
+    out = tmp_path / "exported"
+    err_path = tmp_path.parent / f"{tmp_path.name}_export.err"
+    with open(err_path, "w") as err:
+        p = subprocess.Popen([sys.executable, "-m", "maxim_tf", "export", str(keras_file), "--to",
+                              "tflite", "--input-size", "64x64", "-o", str(out / "m.tflite")],
+                             cwd=REPO, env=_env(own_tmpdir), stdout=subprocess.DEVNULL,
+                             stderr=err)
+    _wait_for(p, out, ".maxim_tflite_tmp_*/convert_job.json", err_path)
+    time.sleep(2.0)  # the child is converting (or importing TensorFlow)
+    _sigterm_promptly(p, err_path, within=2)
+    assert listing(tmp_path) == before  # no temporary, no half-written output, no folder
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_savedmodel_export_exits_promptly_with_nothing_half_written(
+        tmp_path, own_tmpdir):
+    keras_file = tmp_path / "tiny1s.keras"
+    from maxim_tf.conversion import convert_checkpoint
+
+    convert_checkpoint(TINY1S, keras_file)
+    serving = tmp_path / "serving"
+    (serving / "maxim" / "1").mkdir(parents=True)  # an existing version stays untouched
+    (serving / "maxim" / "1" / "saved_model.pb").write_bytes(b"v1")
+    before = listing(tmp_path)
+    err_path = tmp_path.parent / f"{tmp_path.name}_export.err"
+    with open(err_path, "w") as err:
+        p = subprocess.Popen([sys.executable, "-m", "maxim_tf", "export", str(keras_file), "--to",
+                              "savedmodel", "-o", str(serving)],
+                             cwd=REPO, env=_env(own_tmpdir), stdout=subprocess.DEVNULL,
+                             stderr=err)
+    _wait_for(p, serving / "maxim", ".tmp-maxim-*", err_path)
+    time.sleep(1.0)  # writing the SavedModel
+    _sigterm_promptly(p, err_path, within=3)
+    assert listing(tmp_path) == before  # no version 2, no temporary
+
+
+@pytest.mark.slow
+def test_kill_9_during_a_checkpoint_save_resumes_from_the_last_complete_one(tmp_path):
+    # Killed while the next checkpoint was being written: its files exist but are
+    # half-written, and the state file still names the last complete one (ckpt-3) - what
+    # an atomic state file guarantees. --resume must take step 3, not the broken files.
+    config = _train_config(tmp_path, steps=7, checkpoint_every=3, log_every=1)
+    run_dir = tmp_path / "run"
+    slow = hooked_train_cmd(config, run_dir, step_delay=0.4)
+    with open(tmp_path.parent / f"{tmp_path.name}_train.err", "w") as err:
+        p = subprocess.Popen(slow, cwd=REPO, env=_env(tempfile.gettempdir()),
+                             stdout=subprocess.DEVNULL, stderr=err)
+    log, ckpts = run_dir / "train_log.jsonl", run_dir / "checkpoints"
+    deadline = time.time() + 300
+    while time.time() < deadline and p.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) >= 5:
+            break
+        time.sleep(0.05)
+    assert p.poll() is None
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    state = (ckpts / "checkpoint").read_text()
+    assert state.split('"')[1] == "ckpt-3"  # model_checkpoint_path: "ckpt-<step>"
+    number = 6
+    (ckpts / f"ckpt-{number}.index").write_bytes(b"\x00" * 7)  # half-written next save
+    (ckpts / f"ckpt-{number}.data-00000-of-00001").write_bytes(b"\x01" * 100)
+    (ckpts / f"ckpt-{number}_temp").mkdir()
+    cmd = [sys.executable, "-m", "maxim_tf", "train", "--config", str(config), "--model-dir",
+           str(run_dir), "--resume"]
+    resumed = subprocess.run(cmd, cwd=REPO, env=_env(tempfile.gettempdir()),
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Traceback" not in resumed.stderr
+    steps = [json.loads(line)["step"] for line in log.read_text().splitlines()]
+    assert steps == list(range(1, 8))  # resumed from step 3: each step once, in order
+    assert (ckpts / "checkpoint").read_text() != state  # later checkpoints were written

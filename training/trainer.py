@@ -602,10 +602,12 @@ def _train_loop(s, *, progress):
     try:
         log_file = open(s.log_path, "a") if s.chief else contextlib.nullcontext()
         with writer.as_default(), log_file as jl:
-            for n in range(s.start + 1, cfg["steps"] + 1):
-                loss = _one_step(s, n, run=lambda: train_step(iterator), bar=bar,
-                                 log_file=jl, evaluator=evaluator)
-            writer.flush()
+            try:
+                for n in range(s.start + 1, cfg["steps"] + 1):
+                    loss = _one_step(s, n, run=lambda: train_step(iterator), bar=bar,
+                                     log_file=jl, evaluator=evaluator)
+            finally:  # also when stopped: maxim-tf exits without interpreter teardown then
+                writer.flush()
     finally:
         bar.close()
     return loss, bar.rate

@@ -8,7 +8,7 @@ The vocabulary of ``maxim-tf`` (one meaning per flag, every subcommand):
 ``-q/--quiet``             no progress bars (all)
 ``-o/--output[-dir]``      where the results go
 ``-m/--model``             a .keras file, saved name or preset (restore, eval)
-``--max-pixels``           refuse input image files larger than this (restore, eval)
+``--max-pixels``           refuse input images, and model calls after padding, larger (restore, eval)
 ``--tile-batch``           tiles / ensemble views per model call (restore, eval)
 ``--image-format``         format of written images (restore)
 ``--jpeg-quality``         JPEG quality of written images (restore)

@@ -20,6 +20,18 @@ def _size(text):
     return h, w
 
 
+def _positive_int(text):
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
 def register(subparsers):
     p = subparsers.add_parser(
         "export",
@@ -47,11 +59,11 @@ def register(subparsers):
                         "version folder (default: refuse it before any work, exit 2)")
     g = p.add_argument_group("savedmodel")
     g.add_argument("--model-name", default="maxim", help="TF Serving model name (default maxim)")
-    g.add_argument("--model-version", type=int,
+    g.add_argument("--model-version", type=_positive_int,
                    help="TF Serving model version (default: next free number)")
-    g.add_argument("--graph-max-pixels", type=int, default=2048 * 2048, metavar="P",
+    g.add_argument("--graph-max-pixels", type=_positive_int, default=2048 * 2048, metavar="P",
                    help="largest H*W the serving graph accepts (default 4194304)")
-    g.add_argument("--graph-max-request-pixels", type=int, metavar="P",
+    g.add_argument("--graph-max-request-pixels", type=_positive_int, metavar="P",
                    help="largest N*H*W of one request, all its images together "
                         "(default: --graph-max-pixels)")
     g.add_argument("--no-warmup", action="store_true", help="do not write the warmup requests")
@@ -63,14 +75,16 @@ def register(subparsers):
     g.add_argument("--quantize", default="fp32", choices=("fp32", "fp16", "dynamic", "int8"),
                    help="fp32, fp16 weights, dynamic-range int8 or full int8 (default fp32)")
     g.add_argument("--input-size", type=_size,
-                   help="fixed input size HxW for GPU/NNAPI delegates (default: dynamic)")
-    g.add_argument("--input-batch", type=int, metavar="N",
+                   help="fixed input size HxW for GPU/NNAPI delegates, at most 4096x4096 pixels "
+                        "(N x H x W) and 16384 per side (default: dynamic)")
+    g.add_argument("--input-batch", type=_positive_int, metavar="N",
                    help="fixed batch size N (default 1 with --input-size)")
     renamed(g, "--quantization", new="--quantize")
     renamed(g, "--batch-size", new="--input-batch")
     g.add_argument("--representative-data",
-                   help="folder of images for int8 calibration (default: synthetic patches)")
-    g.add_argument("--num-calibration-images", type=int, default=8,
+                   help="folder of images for int8 calibration, at least one image file "
+                        "(default: synthetic patches)")
+    g.add_argument("--num-calibration-images", type=_positive_int, default=8,
                    help="calibration samples for int8 (default 8)")
     g.add_argument("--int8-io", default="float32", choices=("float32", "uint8", "int8"),
                    help="input/output type of a full-int8 model (default float32)")
@@ -119,11 +133,29 @@ def check_output(args, output):
         raise usage_error(e) from e
 
 
+def check_options(args):
+    """Refuse bad TFLite shape and calibration options (exit 2) before any work."""
+    from maxim_tf.export.io import check_fixed_input, check_representative_data
+
+    if args.to != "tflite":
+        return
+    try:
+        check_fixed_input(args.input_size, args.input_batch)
+    except ValueError as e:
+        raise usage_error(f"--input-size/--input-batch: {e}") from e
+    if args.quantize == "int8" and args.representative_data is not None:
+        try:
+            check_representative_data(args.representative_data, what="--representative-data")
+        except ValueError as e:
+            raise usage_error(e) from e
+
+
 def run(args):
     from maxim_tf import hub
     from maxim_tf.export import export_model
     from maxim_tf.modelfile import check_keras_file
 
+    check_options(args)  # before the model is resolved (a download) or TensorFlow starts
     output = pathlib.Path(args.output) if args.output else default_output(args)
     check_output(args, output)  # before a download or any work
     model = hub.resolve_model(args.model, progress=not args.quiet)  # a path, name or preset

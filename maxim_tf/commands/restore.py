@@ -51,11 +51,15 @@ def add_model_arguments(parser, required=True,
                         help="tiles / ensemble views per model call (default: 4)")
     renamed(parser, "--batch-size", new="--tile-batch")
     parser.add_argument("--max-pixels", type=positive_number, default=image_io.DEFAULT_MAX_PIXELS, metavar="P",
-                        help="refuse images with more pixels than P (decompression-bomb guard; "
-                             "default: 100e6)")
+                        help="refuse images with more pixels than P (decompression-bomb guard), "
+                             "and work over P pixels per model call counted after padding to the "
+                             "model's multiple (with --tile: tile x tile x tile batch); an untiled "
+                             "image that padding makes over 4x larger (and over 512x512) is refused: "
+                             "tile it (default: 100e6)")
     parser.add_argument("--backend", choices=("auto", "keras", "litert"), default="auto",
-                        help="auto (default): shipped models run on LiteRT through their "
-                             "verified fp32 .tflite twin (same outputs to 1e-5, starts in "
+                        help="auto (default): shipped models and models with a fast-start twin "
+                             "(`maxim-tf models --prepare`) run on LiteRT through their verified "
+                             "fp32 .tflite twin (same outputs to 1e-5 / 1e-4, starts in "
                              "milliseconds), other models on Keras; keras: always Keras")
     parser.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
                         help="float32 (default) or bfloat16 compute on Keras (layer-norm "
@@ -71,6 +75,7 @@ def make_restorer(args):
                     ensemble=args.ensemble, batch_size=args.tile_batch,
                     backend=getattr(args, "backend", "auto"),
                     precision=getattr(args, "precision", "float32"),
+                    max_pixels=getattr(args, "max_pixels", image_io.DEFAULT_MAX_PIXELS),
                     progress=not getattr(args, "quiet", False))
 
 
