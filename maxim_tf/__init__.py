@@ -44,7 +44,7 @@ _LAZY = {
     "MaximError": "maxim_tf.errors",
     "load_model": "maxim_tf.hub",
 }
-_SUBMODULES = ("layers", "model", "ops", "presets", "restore", "image_io", "metrics", "errors",
+_SUBMODULES = ("layers", "model", "partition", "resize", "presets", "restore", "image_io", "metrics", "errors",
                "conversion", "export", "training")
 
 __all__ = sorted(_LAZY) + ["layers", "__version__"]

@@ -53,7 +53,7 @@ import platform
 import keras
 import tensorflow as tf
 
-from maxim_tf import ops as mops
+from maxim_tf import partition
 from maxim_tf._utils import pair
 from maxim_tf.tracing import TraceSwitch
 
@@ -162,7 +162,7 @@ def conv_rows(x, kernel, bias=None):
     matmuls of ``[pixels, k * C_in] @ [k * C_in, C_out]`` (see :func:`conv_form`);
     returns ``[pixels, C_out]`` rows (the caller applies the activation and reshapes)."""
     kh, kw, c, co = kernel.shape
-    n, h, w, _ = mops.dims(x)
+    n, h, w, _ = partition.dims(x)
     ph, pw = kh // 2, kw // 2
     padded = tf.pad(x, [[0, 0], [ph, ph], [pw, pw], [0, 0]])
     columns = tf.concat([padded[:, :, j:j + w] for j in range(kw)], -1)  # n, h + 2ph, w, kw c
@@ -212,7 +212,7 @@ def _check_activation(activation):
 
 def _dims(x, channels):
     """The shape of ``x`` with its last axis replaced by ``channels``."""
-    return mops.dims(x)[:-1] + [channels]
+    return partition.dims(x)[:-1] + [channels]
 
 
 class Dense(keras.layers.Dense):
@@ -322,9 +322,9 @@ class SpatialDense(keras.layers.Dense):
     the gating units.
 
     ``axis="block"`` mixes the ``fh * fw`` pixels inside each block of a
-    :func:`~maxim_tf.ops.block_partition` (official ``BlockGatingUnit``, local);
+    :func:`~maxim_tf.partition.block_partition` (official ``BlockGatingUnit``, local);
     ``axis="grid"`` mixes the ``gh * gw`` grid cells of a
-    :func:`~maxim_tf.ops.grid_partition` (``GridGatingUnit``, global, dilated).
+    :func:`~maxim_tf.partition.grid_partition` (``GridGatingUnit``, global, dilated).
     The same ``[size[0] * size[1]]²`` kernel and bias apply to every channel.
 
     Args:
@@ -358,18 +358,18 @@ class SpatialDense(keras.layers.Dense):
             bias = bias + offset if bias is not None else tf.fill([self.units], tf.cast(offset, dtype))
         kernel = tf.cast(self.kernel, dtype)
         if not is_portable():  # positions as the middle axis: cheaper transposes
-            columns = mops.position_columns(inputs, self.axis, self.size)
+            columns = partition.position_columns(inputs, self.axis, self.size)
             y = tf.matmul(kernel, columns, transpose_a=True)
             if bias is not None:
                 y = y + bias[:, None]
-            return mops.position_columns_to_image(y, mops.dims(inputs), self.axis, self.size)
-        partition, unpartition = ((mops.block_partition, mops.block_unpartition) if self.axis == "block"
-                                  else (mops.grid_partition, mops.grid_unpartition))
-        rows = partition(inputs, self.size)  # [(other positions, channels), positions]
+            return partition.position_columns_to_image(y, partition.dims(inputs), self.axis, self.size)
+        split, unsplit = ((partition.block_partition, partition.block_unpartition) if self.axis == "block"
+                          else (partition.grid_partition, partition.grid_unpartition))
+        rows = split(inputs, self.size)  # [(other positions, channels), positions]
         y = tf.matmul(rows, kernel)  # one FULLY_CONNECTED in TFLite
         if bias is not None:
             y = tf.nn.bias_add(y, bias)
-        return unpartition(y, mops.dims(inputs), self.size)
+        return unsplit(y, partition.dims(inputs), self.size)
 
     def compute_output_shape(self, input_shape):
         return input_shape

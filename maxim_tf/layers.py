@@ -10,8 +10,8 @@ paper                           here
 multi-axis gMLP block (Fig. 3a) :class:`MultiAxisGmlpBlock`, built from two
                                 :class:`GmlpLayer` (``mode="grid"`` /
                                 ``"block"``) and their :class:`GatingUnit`
-block / grid partition          :func:`maxim_tf.ops.block_partition`,
-                                :func:`maxim_tf.ops.grid_partition`
+block / grid partition          :func:`maxim_tf.partition.block_partition`,
+                                :func:`maxim_tf.partition.grid_partition`
 cross-gating block (Fig. 3b)    :class:`CrossGatingBlock` with its
                                 :class:`SpatialGatingWeights`
 RCAB / RDCAB                    :class:`RCAB`, :class:`RDCAB` (with
@@ -41,10 +41,10 @@ Numerics follow Flax: LayerNorm epsilon 1e-6, tanh-approximated GELU.
 """
 
 import keras
+import tensorflow as tf
 from keras import ops
 
-from maxim_tf import fused
-from maxim_tf import ops as mops
+from maxim_tf import fused, resize
 from maxim_tf._utils import pair
 
 LN_EPS = 1e-6  # Flax nn.LayerNorm default (Keras defaults to 1e-3).
@@ -135,6 +135,16 @@ class MlpBlock(_Block):
         return input_shape
 
 
+def _spatial_mean(x):
+    """Mean over H and W of ``[N, H, W, C]``, kept as ``[N, 1, 1, C]`` in x's dtype.
+
+    ``keras.ops.mean`` casts a bfloat16 tensor to float32 before reducing (a full
+    copy of the activation); TensorFlow's reduction accumulates bfloat16 in
+    float32 itself, so only the result is rounded.
+    """
+    return tf.reduce_mean(x, axis=(1, 2), keepdims=True)
+
+
 class ChannelAttention(_Block):
     """Squeeze-and-excitation channel attention (official ``CALayer``):
     ``x * sigmoid(conv(relu(conv(mean(x)))))`` with 1x1 convolutions.
@@ -158,7 +168,7 @@ class ChannelAttention(_Block):
         self.conv_1.build((input_shape[0], 1, 1, self.features // self.reduction))
 
     def call(self, x):
-        y = mops.spatial_mean(x)
+        y = _spatial_mean(x)
         y = ops.relu(self.conv_0(y))
         y = ops.sigmoid(self.conv_1(y))
         return x * y
@@ -256,8 +266,8 @@ class GatingUnit(_Block):
 
     Splits the channels into ``(u, v)``, normalises ``v``, mixes it spatially
     with a Dense over the grid cells (``mode="grid"``, see
-    :func:`maxim_tf.ops.grid_partition`) or over the pixels of each block
-    (``mode="block"``, :func:`maxim_tf.ops.block_partition`), and returns
+    :func:`maxim_tf.partition.grid_partition`) or over the pixels of each block
+    (``mode="block"``, :func:`maxim_tf.partition.block_partition`), and returns
     ``u * (v + 1)``. Output channels: half the input's.
 
     Args:
@@ -769,10 +779,10 @@ class UpSampleRatio(_Block):
         # converter folds the shapes and XNNPACK takes the plain forms.)
         any_size = fused.is_portable() and None in tuple(x.shape)[1:3]
         if self.ratio < 1:
-            down = mops.antialiased_downsample_any_size if any_size else mops.antialiased_downsample
+            down = resize.antialiased_downsample_any_size if any_size else resize.antialiased_downsample
             return self.conv(down(x, int(round(1 / self.ratio))))
         if self.ratio > 1:
-            up = mops.bilinear_upsample_any_size if any_size else mops.bilinear_upsample
+            up = resize.bilinear_upsample_any_size if any_size else resize.bilinear_upsample
             return up(self.conv(x), int(round(self.ratio)))
         return self.conv(x)
 
@@ -838,7 +848,7 @@ class NearestDownsample(keras.layers.Layer):
         self.factor = int(factor)
 
     def call(self, x):
-        return mops.nearest_downsample(x, self.factor)
+        return resize.nearest_downsample(x, self.factor)
 
     def compute_output_shape(self, s):
         f = self.factor

@@ -4,8 +4,7 @@ import keras
 import numpy as np
 
 from maxim_tf import layers as L
-from maxim_tf import ops as mops
-from maxim_tf import padding
+from maxim_tf import padding, partition
 from maxim_tf._utils import pair
 from maxim_tf.presets import variant_config
 from maxim_tf.tracing import TraceSwitch
@@ -357,7 +356,7 @@ def _level_sizes(c, i):
 
 def _size_multiple(c):
     levels = [list(_level_sizes(c, i)) for i in range(c["depth"])]
-    return mops.size_multiple(levels, c["depth"], c["block_size_lr"])
+    return partition.size_multiple(levels, c["depth"], c["block_size_lr"])
 
 
 def _build_graph(inputs, c, dtype):

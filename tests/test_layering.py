@@ -1,7 +1,7 @@
 """Dependencies point one way: the core modules import no tool, exporter or training code.
 
-Core is every module directly in ``maxim_tf/`` (layers, model, ops, presets, restore,
-image_io, metrics, hub, padding, litert, ...) except the command line (``cli.py``,
+Core is every module directly in ``maxim_tf/`` (layers, model, partition, resize, presets,
+restore, image_io, metrics, hub, padding, litert, ...) except the command line (``cli.py``,
 ``__main__.py``). Above the core sit ``maxim_tf.conversion`` (conversion/),
 ``maxim_tf.export`` (export/), ``maxim_tf.training`` (training/), the tools of
 ``maxim_tf/tools/`` (the benchmarks) and the command line; they may import the core,
@@ -59,7 +59,8 @@ def violations(path, forbidden=FORBIDDEN, allowed=()):
 
 def test_the_core_is_found():
     names = {p.name for p in CORE}
-    assert {"layers.py", "model.py", "restore.py", "hub.py", "litert.py", "image_io.py"} <= names
+    assert {"layers.py", "model.py", "partition.py", "resize.py", "restore.py", "hub.py", "litert.py",
+            "image_io.py"} <= names
     assert not names & FRONT_END
 
 
