@@ -3,8 +3,8 @@
 import keras
 import numpy as np
 
+from maxim_tf import fused, padding, partition
 from maxim_tf import layers as L
-from maxim_tf import padding, partition
 from maxim_tf._utils import pair
 from maxim_tf.presets import variant_config
 from maxim_tf.tracing import TraceSwitch
@@ -91,6 +91,18 @@ class MAXIM(keras.Model):
             :class:`~maxim_tf.padding.CropToInput` layers), so ``model.predict``,
             tf.data pipelines and exports take images of any H, W. Needs
             ``return_all_outputs=False``. Defaults to False.
+        graph_form: which of the equivalent graphs (same numerics up to float
+            rounding) the model's traces write: ``"auto"`` (default:
+            ``MAXIM_TF_GRAPH_FORM`` if set, else the best for this machine,
+            :func:`maxim_tf.fused.choose_graph_form`), ``"stock"`` (TensorFlow's
+            own forms), ``"avx2"`` (for x86 CPUs without AVX-512 running oneDNN)
+            or ``"portable"`` (ops every converter understands); see
+            :func:`maxim_tf.fused.active_graph_form`. A runtime option like the
+            device: not part of ``get_config`` (a saved ``.keras`` file loads
+            with ``"auto"``), settable later (``model.graph_form = "stock"``;
+            traced functions are re-traced), and a trace inside
+            :func:`maxim_tf.fused.graph_form_scope` (``Restorer(graph_form=...)``,
+            the exporters) takes that scope's form.
 
     Example:
         >>> model = maxim_tf.MAXIM.from_variant("S-3")
@@ -114,7 +126,7 @@ class MAXIM(keras.Model):
                  block_size_lr=(8, 8), grid_size_hr=(16, 16), grid_size_lr=(8, 8),
                  num_bottleneck_blocks=1, block_gmlp_factor=2, grid_gmlp_factor=2,
                  input_proj_factor=2, channels_reduction=4, num_outputs=3, dropout_rate=0.0,
-                 return_all_outputs=False, any_size=False, **kwargs):
+                 return_all_outputs=False, any_size=False, graph_form="auto", **kwargs):
         config = dict(
             features=features, depth=depth, num_stages=num_stages, num_groups=num_groups,
             use_bias=use_bias, num_supervision_scales=num_supervision_scales,
@@ -134,6 +146,7 @@ class MAXIM(keras.Model):
                 f"Valid: {', '.join(sorted(config))}, return_all_outputs, "
                 f"{', '.join(_KERAS_KWARGS)}.")
         _check_config(config)
+        fused.check_graph_form(graph_form)
         if any_size and return_all_outputs:
             raise ValueError("any_size=True crops the restored image back to the input size; it "
                              "needs return_all_outputs=False. Received: return_all_outputs=True")
@@ -153,6 +166,7 @@ class MAXIM(keras.Model):
         self.return_all_outputs = return_all_outputs
         self.any_size = bool(any_size)
         self.size_multiple = multiple
+        self._graph_form = graph_form
         # The layers' dtype policy (keras.Model keeps its own at float32: inputs and
         # outputs are float32 whatever the layers compute in).
         self.layer_dtype_policy = keras.dtype_policies.get(dtype) if dtype is not None \
@@ -168,7 +182,7 @@ class MAXIM(keras.Model):
         return cls(**variant_config(variant, **overrides))
 
     @classmethod
-    def from_preset(cls, name, any_size=False, progress=True):
+    def from_preset(cls, name, any_size=False, progress=True, graph_form="auto"):
         """A pretrained MAXIM by preset name (downloaded and cached on first use) or path.
 
         Args:
@@ -176,6 +190,7 @@ class MAXIM(keras.Model):
                 ``"denoise"``), a saved-model name or a ``.keras`` path.
             any_size: return the any-size form (official pad-and-crop in the graph).
             progress: show download/conversion progress on stderr.
+            graph_form: the model's ``graph_form`` (see :class:`MAXIM`).
 
         Returns:
             A :class:`MAXIM` returning the restored image.
@@ -193,7 +208,9 @@ class MAXIM(keras.Model):
                                  f"(loaded a {type(model).__name__}).")
         if model.return_all_outputs:
             model = model.with_outputs(False)
-        return model.with_any_size(any_size)
+        model = model.with_any_size(any_size)
+        model.graph_form = graph_form
+        return model
 
     def with_any_size(self, any_size=True):
         """This model with (or without) the official pad-and-crop inside the graph.
@@ -204,7 +221,7 @@ class MAXIM(keras.Model):
         if bool(any_size) == self.any_size:
             return self
         new = MAXIM(**self.maxim_config, return_all_outputs=self.return_all_outputs,
-                    any_size=any_size, dtype=self.layer_dtype_policy)
+                    any_size=any_size, graph_form=self.graph_form, dtype=self.layer_dtype_policy)
         return new.copy_weights_from(self)
 
     def with_precision(self, precision):
@@ -225,7 +242,7 @@ class MAXIM(keras.Model):
         if self.layer_dtype_policy.name == policy:
             return self
         new = MAXIM(**self.maxim_config, return_all_outputs=self.return_all_outputs,
-                    any_size=self.any_size, dtype=policy)
+                    any_size=self.any_size, graph_form=self.graph_form, dtype=policy)
         return new.copy_weights_from(self)
 
     def copy_weights_from(self, other, *, allow_missing=False):
@@ -271,8 +288,24 @@ class MAXIM(keras.Model):
         restored image, with this model's weights."""
         config = dict(self.maxim_config)
         new = MAXIM(**config, return_all_outputs=return_all_outputs,
-                    any_size=self.any_size and not return_all_outputs, dtype=self.layer_dtype_policy)
+                    any_size=self.any_size and not return_all_outputs, graph_form=self.graph_form,
+                    dtype=self.layer_dtype_policy)
         return new.copy_weights_from(self)
+
+    @property
+    def graph_form(self):
+        """The graph form setting of this model's traces (see the ``graph_form`` argument)."""
+        return self._graph_form
+
+    @graph_form.setter
+    def graph_form(self, setting):
+        self._graph_form = fused.check_graph_form(setting)
+        # Traced functions keep the form they were traced with: drop them.
+        for attr in ("predict_function", "test_function", "train_function"):
+            if getattr(self, attr, None) is not None:
+                setattr(self, attr, None)
+        if hasattr(self, "_maxim_restore_predict"):
+            object.__delattr__(self, "_maxim_restore_predict")
 
     def check_input_shape(self, shape):
         """Raise ValueError unless H and W of ``shape`` fit the model."""
@@ -296,7 +329,8 @@ class MAXIM(keras.Model):
             self.check_input_shape(tuple(shape))
             if None in tuple(shape)[1:3] and not _PADDED.is_on():
                 inputs = _assert_size_multiple(inputs, self.size_multiple)
-        return super().call(inputs, training=training, mask=mask)
+        with fused.graph_form_scope(self._graph_form):
+            return super().call(inputs, training=training, mask=mask)
 
     def get_config(self):
         config = {k: (list(v) if k in _TUPLE_KEYS else v) for k, v in self.maxim_config.items()}
