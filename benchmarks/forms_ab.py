@@ -48,7 +48,9 @@ def main(argv=None):
     p.add_argument("-o", "--output-dir", default=str(REPO / "benchmarks" / "results"))
     args = p.parse_args(argv)
 
-    import maxim_tf  # noqa: F401, I001  (first: turns oneDNN on before TensorFlow loads)
+    import maxim_tf
+
+    maxim_tf.prefer_onednn()  # before TensorFlow loads, as the maxim-tf command does
     import tensorflow as tf
 
     from maxim_tf.tools.benchmark import load_model

@@ -5,9 +5,11 @@ import pathlib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import maxim_tf  # noqa: E402
 from maxim_tf import allocator  # noqa: E402
 
 allocator.tune_malloc()  # as the maxim-tf command does, before TensorFlow allocates anything
+maxim_tf.prefer_onednn()  # as the maxim-tf command does, before TensorFlow loads
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
