@@ -379,10 +379,12 @@ class MultiAxisGmlpBlock(_Block):
             block_gmlp_factor=block_gmlp_factor, grid_gmlp_factor=grid_gmlp_factor,
             input_proj_factor=input_proj_factor, dropout_rate=dropout_rate, use_bias=use_bias)
         self.layer_norm_in = self._norm("LayerNorm_in")
-        self.grid_gmlp = GmlpLayer("grid", self.grid_size, grid_gmlp_factor, dropout_rate,
-                                   use_bias, name="GridGmlpLayer", dtype=self.dtype_policy)
-        self.block_gmlp = GmlpLayer("block", self.block_size, block_gmlp_factor, dropout_rate,
-                                    use_bias, name="BlockGmlpLayer", dtype=self.dtype_policy)
+        self.grid_gmlp = GmlpLayer("grid", self.grid_size, factor=grid_gmlp_factor,
+                                   dropout_rate=dropout_rate, use_bias=use_bias,
+                                   name="GridGmlpLayer", dtype=self.dtype_policy)
+        self.block_gmlp = GmlpLayer("block", self.block_size, factor=block_gmlp_factor,
+                                    dropout_rate=dropout_rate, use_bias=use_bias,
+                                    name="BlockGmlpLayer", dtype=self.dtype_policy)
         self.in_project = None
         self.out_project = None
 
@@ -441,12 +443,14 @@ class BottleneckBlock(_Block):
         self.mabs, self.rdcabs = [], []
         for i in range(num_groups):
             self.mabs.append(MultiAxisGmlpBlock(
-                self.block_size, self.grid_size, block_gmlp_factor, grid_gmlp_factor,
-                input_proj_factor, dropout_rate, use_bias,
+                self.block_size, self.grid_size, block_gmlp_factor=block_gmlp_factor,
+                grid_gmlp_factor=grid_gmlp_factor, input_proj_factor=input_proj_factor,
+                dropout_rate=dropout_rate, use_bias=use_bias,
                 name=f"SplitHeadMultiAxisGmlpLayer_{i}", dtype=self.dtype_policy))
             self.rdcabs.append(RDCAB(
-                features, channels_reduction, dropout_rate, use_bias,
-                name=f"channel_attention_block_1_{i}", dtype=self.dtype_policy))
+                features, reduction=channels_reduction, dropout_rate=dropout_rate,
+                use_bias=use_bias, name=f"channel_attention_block_1_{i}",
+                dtype=self.dtype_policy))
 
     def build(self, input_shape):
         self.input_proj.build(input_shape)
@@ -554,10 +558,12 @@ class CrossGatingBlock(_Block):
         # The official block builds its gating-weight modules with the default
         # input projection factor (2), whatever the model's input_proj_factor.
         self.gating_x = SpatialGatingWeights(
-            features, self.block_size, self.grid_size, 2, dropout_rate, use_bias,
+            features, self.block_size, self.grid_size, input_proj_factor=2,
+            dropout_rate=dropout_rate, use_bias=use_bias,
             name="SplitHeadMultiAxisGating_x", dtype=self.dtype_policy)
         self.gating_y = SpatialGatingWeights(
-            features, self.block_size, self.grid_size, 2, dropout_rate, use_bias,
+            features, self.block_size, self.grid_size, input_proj_factor=2,
+            dropout_rate=dropout_rate, use_bias=use_bias,
             name="SplitHeadMultiAxisGating_y", dtype=self.dtype_policy)
         self.out_project_x = self._dense(features, "out_project_x", dropout=True, init="lecun")
         self.out_project_y = self._dense(features, "out_project_y", dropout=True, init="lecun")
@@ -646,20 +652,21 @@ class UNetEncoderBlock(_Block):
         for i in range(num_groups):
             if use_global_mlp:
                 self.mabs.append(MultiAxisGmlpBlock(
-                    self.block_size, self.grid_size, block_gmlp_factor, grid_gmlp_factor,
-                    input_proj_factor, dropout_rate, use_bias,
+                    self.block_size, self.grid_size, block_gmlp_factor=block_gmlp_factor,
+                    grid_gmlp_factor=grid_gmlp_factor, input_proj_factor=input_proj_factor,
+                    dropout_rate=dropout_rate, use_bias=use_bias,
                     name=f"SplitHeadMultiAxisGmlpLayer_{i}", dtype=self.dtype_policy))
             # The official encoder leaves RCAB's slope at its default (0.2),
             # whatever lrelu_slope says; kept so converted checkpoints match.
             self.rcabs.append(RCAB(
-                features, channels_reduction, 0.2, use_bias,
+                features, reduction=channels_reduction, lrelu_slope=0.2, use_bias=use_bias,
                 name=f"channel_attention_block_1{i}", dtype=self.dtype_policy))
         self.cross_gating = None
         if use_cross_gating:
             self.cross_gating = CrossGatingBlock(
-                features, self.block_size, self.grid_size, input_proj_factor, dropout_rate,
-                upsample_y=False, use_bias=use_bias, name="cross_gating_block",
-                dtype=self.dtype_policy)
+                features, self.block_size, self.grid_size, input_proj_factor=input_proj_factor,
+                dropout_rate=dropout_rate, upsample_y=False, use_bias=use_bias,
+                name="cross_gating_block", dtype=self.dtype_policy)
         self.conv_down = self._conv(features, 4, "Conv_1", strides=2) if downsample else None
 
     def build(self, x_shape, skip_shape=None, cross_shape=None):
@@ -732,8 +739,10 @@ class UNetDecoderBlock(_Block):
         # The official decoder does not forward input_proj_factor to its inner
         # encoder block, which therefore always uses 2.
         self.block = UNetEncoderBlock(
-            features, self.block_size, self.grid_size, num_groups, lrelu_slope,
-            block_gmlp_factor, grid_gmlp_factor, 2, channels_reduction, dropout_rate,
+            features, self.block_size, self.grid_size, num_groups=num_groups,
+            lrelu_slope=lrelu_slope, block_gmlp_factor=block_gmlp_factor,
+            grid_gmlp_factor=grid_gmlp_factor, input_proj_factor=2,
+            channels_reduction=channels_reduction, dropout_rate=dropout_rate,
             downsample=False, use_global_mlp=use_global_mlp, use_bias=use_bias,
             name="UNetEncoderBlock_0", dtype=self.dtype_policy)
 

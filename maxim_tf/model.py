@@ -404,16 +404,16 @@ def _build_graph(inputs, c, dtype):
     w = _Wiring(c, dtype)
     shortcuts = [inputs] + [
         L.NearestDownsample(2**i, name=f"input_scale_{i}", dtype=dtype)(inputs)
-        for i in range(1, w.S)
+        for i in range(1, w.num_scales)
     ]
     outputs_all = []
     sam_features, encs_prev, decs_prev = [], [], []
     for s in range(c["num_stages"]):
         x_scales = w.stage_inputs(s, shortcuts, sam_features)
-        x, encs = w.encoder(s, x_scales, encs_prev, decs_prev)
+        x, encs = w.encoder(s, x_scales, encs_prev=encs_prev, decs_prev=decs_prev)
         x = w.bottleneck(s, x)
         skips = w.skip_features(s, encs, x)
-        outputs, decs, sam_features = w.decoder(s, x, skips, shortcuts)
+        outputs, decs, sam_features = w.decoder(s, x, skip_features=skips, shortcuts=shortcuts)
         encs_prev, decs_prev = encs[::-1], decs
         outputs_all.extend(
             keras.layers.Activation("linear", dtype="float32", name=f"stage{s}_out{k}")(o)
@@ -430,11 +430,16 @@ class _Wiring:
     """
 
     def __init__(self, c, dtype):
-        self.c, self.F, self.depth, self.S = c, c["features"], c["depth"], c["num_supervision_scales"]
+        self.config, self.features, self.depth = c, c["features"], c["depth"]
+        self.num_scales = c["num_supervision_scales"]  # scales with an input and an output
         self.common = dict(use_bias=c["use_bias"], dtype=dtype)
         self.mlp = dict(block_gmlp_factor=c["block_gmlp_factor"],
                         grid_gmlp_factor=c["grid_gmlp_factor"], dropout_rate=c["dropout_rate"])
         self.counters = {"UpSampleRatio": 0, "Conv": 0}
+
+    def width(self, level):
+        """Channels at UNet level ``level`` (resolution ``1 / 2**level``)."""
+        return (2**level) * self.features
 
     def auto_name(self, kind):
         """Flax's name for the next unnamed ``kind`` sub-module: ``<kind>_<k>``."""
@@ -448,28 +453,29 @@ class _Wiring:
     def stage_inputs(self, s, shortcuts, sam_features):
         """Per scale: 3x3 conv of the input image; from stage 1 on fused with the
         previous stage's SAM features (cross-gating, or concat + 1x1 conv)."""
-        c, F, x_scales = self.c, self.F, []
-        for i in range(self.S):
-            x_scale = self.conv((2**i) * F, 3, f"stage_{s}_input_conv_{i}")(shortcuts[i])
+        c, x_scales = self.config, []
+        for i in range(self.num_scales):
+            x_scale = self.conv(self.width(i), 3, f"stage_{s}_input_conv_{i}")(shortcuts[i])
             if s > 0:
                 if c["use_cross_gating"]:
                     block, grid = _level_sizes(c, i)
                     x_scale, _ = L.CrossGatingBlock(
-                        (2**i) * F, block, grid, c["input_proj_factor"], c["dropout_rate"],
-                        upsample_y=False, name=f"stage_{s}_input_fuse_sam_{i}", **self.common,
+                        self.width(i), block, grid, input_proj_factor=c["input_proj_factor"],
+                        dropout_rate=c["dropout_rate"], upsample_y=False,
+                        name=f"stage_{s}_input_fuse_sam_{i}", **self.common,
                     )(x_scale, sam_features.pop())
                 else:
                     cat = keras.layers.Concatenate(name=f"stage_{s}_input_cat_{i}",
                                                    dtype=self.common["dtype"])(
                         [x_scale, sam_features.pop()])
-                    x_scale = self.conv((2**i) * F, 1, f"stage_{s}_input_catconv_{i}")(cat)
+                    x_scale = self.conv(self.width(i), 1, f"stage_{s}_input_catconv_{i}")(cat)
             x_scales.append(x_scale)
         return x_scales
 
     def encoder(self, s, x_scales, encs_prev, decs_prev):
         """The encoder levels; from stage 1 on each cross-gates with the previous
         stage's encoder + decoder features. Returns ``(x, bridges)``."""
-        c, F, encs = self.c, self.F, []
+        c, encs = self.config, []
         x = x_scales[0]
         for i in range(self.depth):
             block, grid = _level_sizes(c, i)
@@ -479,22 +485,22 @@ class _Wiring:
                 cross = keras.layers.Add(name=f"stage_{s}_enc_dec_sum_{i}",
                                          dtype=self.common["dtype"])([enc_prev, dec_prev])
             x, bridge = L.UNetEncoderBlock(
-                (2**i) * F, block, grid, c["num_groups"], c["lrelu_slope"],
-                input_proj_factor=c["input_proj_factor"],
+                self.width(i), block, grid, num_groups=c["num_groups"],
+                lrelu_slope=c["lrelu_slope"], input_proj_factor=c["input_proj_factor"],
                 channels_reduction=c["channels_reduction"], downsample=True,
                 use_global_mlp=c["use_global_mlp"], use_cross_gating=s > 0,
                 name=f"stage_{s}_encoder_block_{i}", **self.mlp, **self.common,
-            )(x, skip=x_scales[i] if i < self.S else None, cross=cross)
+            )(x, skip=x_scales[i] if i < self.num_scales else None, cross=cross)
             encs.append(bridge)
         return x, encs
 
     def bottleneck(self, s, x):
         """The bottleneck blocks (grid size = ``block_size_lr``, as the official code)."""
-        c = self.c
+        c = self.config
         for i in range(c["num_bottleneck_blocks"]):
             x = L.BottleneckBlock(
-                (2 ** (self.depth - 1)) * self.F, c["block_size_lr"], c["block_size_lr"],
-                c["num_groups"], input_proj_factor=c["input_proj_factor"],
+                self.width(self.depth - 1), c["block_size_lr"], c["block_size_lr"],
+                num_groups=c["num_groups"], input_proj_factor=c["input_proj_factor"],
                 channels_reduction=c["channels_reduction"],
                 name=f"stage_{s}_global_block_{i}", **self.mlp, **self.common,
             )(x)
@@ -503,22 +509,23 @@ class _Wiring:
     def skip_features(self, s, encs, global_feature):
         """Per level (coarse to fine): every encoder bridge resized to the level,
         concatenated, cross-gated with the global feature (or two convs)."""
-        c, F, skips_all = self.c, self.F, []
+        c, skips_all = self.config, []
         for i in reversed(range(self.depth)):
             block, grid = _level_sizes(c, i)
             signal = _concat([
-                L.UpSampleRatio((2**i) * F, 2.0 ** (j - i), name=self.auto_name("UpSampleRatio"),
+                L.UpSampleRatio(self.width(i), 2.0 ** (j - i), name=self.auto_name("UpSampleRatio"),
                                 **self.common)(enc)
                 for j, enc in enumerate(encs)
             ], f"stage_{s}_skip_signal_{i}", self.common["dtype"])
             if c["use_cross_gating"]:
                 skips, global_feature = L.CrossGatingBlock(
-                    (2**i) * F, block, grid, c["input_proj_factor"], c["dropout_rate"],
-                    upsample_y=True, name=f"stage_{s}_cross_gating_block_{i}", **self.common,
+                    self.width(i), block, grid, input_proj_factor=c["input_proj_factor"],
+                    dropout_rate=c["dropout_rate"], upsample_y=True,
+                    name=f"stage_{s}_cross_gating_block_{i}", **self.common,
                 )(signal, global_feature)
             else:
-                skips = self.conv((2**i) * F, 1, self.auto_name("Conv"))(signal)
-                skips = self.conv((2**i) * F, 3, self.auto_name("Conv"))(skips)
+                skips = self.conv(self.width(i), 1, self.auto_name("Conv"))(signal)
+                skips = self.conv(self.width(i), 3, self.auto_name("Conv"))(skips)
             skips_all.append(skips)
         return skips_all
 
@@ -526,26 +533,26 @@ class _Wiring:
         """The decoder levels, each fed all skip features resized to it; at the
         supervised scales a SAM (inner stages) or the output conv + input residual
         (last stage). Returns ``(outputs, decoder features, SAM features)``."""
-        c, F, depth = self.c, self.F, self.depth
+        c, depth = self.config, self.depth
         outputs, decs, sam_features = [], [], []
         for i in reversed(range(depth)):
             block, grid = _level_sizes(c, i)
             signal = _concat([
-                L.UpSampleRatio((2**i) * F, 2.0 ** (depth - j - 1 - i),
+                L.UpSampleRatio(self.width(i), 2.0 ** (depth - j - 1 - i),
                                 name=self.auto_name("UpSampleRatio"), **self.common)(skip)
                 for j, skip in enumerate(skip_features)
             ], f"stage_{s}_decoder_signal_{i}", self.common["dtype"])
             x = L.UNetDecoderBlock(
-                (2**i) * F, block, grid, c["num_groups"], c["lrelu_slope"],
-                input_proj_factor=c["input_proj_factor"],
+                self.width(i), block, grid, num_groups=c["num_groups"],
+                lrelu_slope=c["lrelu_slope"], input_proj_factor=c["input_proj_factor"],
                 channels_reduction=c["channels_reduction"], use_global_mlp=c["use_global_mlp"],
                 name=f"stage_{s}_decoder_block_{i}", **self.mlp, **self.common,
             )(x, bridge=signal)
             decs.append(x)
-            if i < self.S:
+            if i < self.num_scales:
                 if s < c["num_stages"] - 1:
                     sam, out = L.SAM(
-                        (2**i) * F, c["num_outputs"],
+                        self.width(i), c["num_outputs"],
                         name=f"stage_{s}_supervised_attention_module_{i}", **self.common,
                     )(x, shortcuts[i])
                     sam_features.append(sam)

@@ -88,3 +88,13 @@ def test_the_check_catches_lazy_and_from_imports(tmp_path):
     assert [b.split(" imports ")[1] for b in bad] == [
         "maxim_tf.export", "maxim_tf.training.trainer", "maxim_tf.tools.quality",
         "maxim_tf.tools.quality.run_quality"]
+
+
+@pytest.mark.parametrize("name", ["layers.py", "model.py"])
+def test_network_calls_name_their_arguments_after_the_third(name):
+    """The blocks take many arguments of one type (sizes, factors, rates, flags): a call
+    in the network code passes at most three positionally, the rest by keyword."""
+    tree = ast.parse((PACKAGE / name).read_text(encoding="utf-8"))
+    bad = [f"{name}:{node.lineno} {ast.unparse(node.func)}(...) passes {len(node.args)} positionally"
+           for node in ast.walk(tree) if isinstance(node, ast.Call) and len(node.args) > 3]
+    assert not bad, "\n".join(bad)
