@@ -447,6 +447,14 @@ class BottleneckBlock(_Block):
                 grid_gmlp_factor=grid_gmlp_factor, input_proj_factor=input_proj_factor,
                 dropout_rate=dropout_rate, use_bias=use_bias,
                 name=f"SplitHeadMultiAxisGmlpLayer_{i}", dtype=self.dtype_policy))
+            # "channel_attention_block_1_{i}" here but "channel_attention_block_1{i}" (no
+            # underscore) in UNetEncoderBlock: both are the official Flax module names,
+            # spelled so in the official code (maxim/models/maxim.py: f"..._1_{i}" in
+            # BottleneckBlock, f"..._1{i}" in UNetEncoderBlock), hence in the parameter
+            # paths of every released checkpoint (e.g. stage_0_global_block_0/
+            # channel_attention_block_1_0/ and stage_0_encoder_block_0/
+            # channel_attention_block_10/). The converter maps variables by name
+            # (conversion/checkpoint.py), so both spellings must stay as they are.
             self.rdcabs.append(RDCAB(
                 features, reduction=channels_reduction, dropout_rate=dropout_rate,
                 use_bias=use_bias, name=f"channel_attention_block_1_{i}",
@@ -658,6 +666,11 @@ class UNetEncoderBlock(_Block):
                     name=f"SplitHeadMultiAxisGmlpLayer_{i}", dtype=self.dtype_policy))
             # The official encoder leaves RCAB's slope at its default (0.2),
             # whatever lrelu_slope says; kept so converted checkpoints match.
+            # "channel_attention_block_1{i}" without an underscore: the official Flax
+            # module name (f"channel_attention_block_1{i}" in the official
+            # UNetEncoderBlock, f"..._1_{i}" in its BottleneckBlock); see the comment
+            # in BottleneckBlock. Checkpoint parameter paths carry it, and the converter
+            # reads num_groups from it (conversion/checkpoint.py).
             self.rcabs.append(RCAB(
                 features, reduction=channels_reduction, lrelu_slope=0.2, use_bias=use_bias,
                 name=f"channel_attention_block_1{i}", dtype=self.dtype_policy))
