@@ -6,7 +6,7 @@ import numpy as np
 from maxim_tf import fused, padding, partition
 from maxim_tf import layers as L
 from maxim_tf._utils import pair
-from maxim_tf.presets import variant_config
+from maxim_tf.presets import VARIANTS, variant_config
 from maxim_tf.tracing import TraceSwitch
 
 _TUPLE_KEYS = ("block_size_hr", "block_size_lr", "grid_size_hr", "grid_size_lr")
@@ -180,6 +180,38 @@ class MAXIM(keras.Model):
         any constructor argument can be overridden.
         """
         return cls(**variant_config(variant, **overrides))
+
+    @classmethod
+    def untrained(cls, architecture):
+        """A randomly initialised MAXIM (seed 0): an architecture to benchmark or train.
+
+        Args:
+            architecture: an official variant name (``"S-1"`` ... ``"M-3"``, as
+                :meth:`from_variant`) or the path of a JSON file holding an object of
+                constructor arguments.
+
+        Raises:
+            ModelFileError: the JSON file is unreadable or not an object.
+        """
+        import json
+        import os
+        import pathlib
+
+        from maxim_tf.errors import ModelFileError
+
+        keras.utils.set_random_seed(0)
+        text = os.fspath(architecture)
+        if text in VARIANTS:
+            return cls.from_variant(text)
+        path = pathlib.Path(text).expanduser()
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ModelFileError(f"{path}: not a readable JSON model config ({e})") from None
+        if not isinstance(config, dict):
+            raise ModelFileError(f"{path}: a JSON model config must be an object of "
+                                 f"maxim_tf.MAXIM arguments")
+        return cls(**config)
 
     @classmethod
     def from_preset(cls, name, any_size=False, progress=True, graph_form="auto"):

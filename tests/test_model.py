@@ -1,5 +1,7 @@
 """Shape freedom, size errors, output modes, .keras round trip, XLA."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -8,6 +10,7 @@ from conftest import TINY_CONFIG
 
 import maxim_tf
 from maxim_tf import fused
+from maxim_tf.errors import ModelFileError
 
 
 def test_one_model_any_size_and_batch(tiny_model, rng):
@@ -127,6 +130,20 @@ def test_restorer_graph_form(converted_tiny2s, rng):
         maxim_tf.Restorer(converted_tiny2s, graph_form="sigmoid")
     with pytest.raises(ValueError, match="graph_form='stock' runs on Keras"):
         maxim_tf.Restorer("denoise", backend="litert", graph_form="stock")
+
+
+def test_untrained_from_a_json_config(tmp_path):
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(TINY_CONFIG))
+    a, b = maxim_tf.MAXIM.untrained(path), maxim_tf.MAXIM.untrained(str(path))
+    assert a.maxim_config == b.maxim_config and a.maxim_config["features"] == TINY_CONFIG["features"]
+    for u, v in zip(a.weights, b.weights):  # seeded: the same random weights
+        np.testing.assert_array_equal(u.numpy(), v.numpy())
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(ModelFileError, match="must be an object"):
+        maxim_tf.MAXIM.untrained(tmp_path / "list.json")
+    with pytest.raises(ModelFileError, match="not a readable JSON"):
+        maxim_tf.MAXIM.untrained(tmp_path / "missing.json")
 
 
 @pytest.mark.parametrize("bad", [dict(num_supervision_scales=4), dict(features=6),
