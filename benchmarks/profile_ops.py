@@ -112,7 +112,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     import os
 
+    import maxim_tf
     from maxim_tf import fileio
+
+    maxim_tf.prefer_onednn()  # before TensorFlow loads, as the maxim-tf command does
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     results = {m: profile(m, args.sizes, lambda s: print(s, flush=True)) for m in args.models}

@@ -251,6 +251,9 @@ def main(argv=None):
                    "leave out the largest: it takes minutes per call)")
     p.add_argument("-o", "--output-dir", default=str(REPO / "benchmarks" / "results"))
     args = p.parse_args(argv)
+    import maxim_tf
+
+    maxim_tf.prefer_onednn()  # before TensorFlow loads, as the maxim-tf command does
     import os
 
     from maxim_tf import allocator, fileio

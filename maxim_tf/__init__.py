@@ -18,21 +18,30 @@ import sys
 __version__ = "0.1.0"
 
 
-def _prefer_onednn():
-    """Ask TensorFlow for its oneDNN CPU kernels on every x86-64 CPU (before it loads).
+def prefer_onednn():
+    """Ask TensorFlow for its oneDNN CPU kernels on x86-64 CPUs; call it before TensorFlow is imported.
 
     TensorFlow turns oneDNN on by itself only where the CPU has AVX-512 VNNI, bf16 or
     AMX units; on AVX2-only CPUs (AMD Zen 2/3, older Intel) it falls back to Eigen,
     whose matmul measured 68 GFLOP/s against oneDNN's 135 on a 2-vCPU Zen 3 VM, and
     MAXIM's fused graph (GELU in the matmul, ``_MklLayerNorm``) is oneDNN's. S-3 at
-    256² / 512² ran 1.54x / 2.35x faster there (docs/benchmarks.md). ``TF_ENABLE_ONEDNN_OPTS=0``
-    set by the user wins; nothing changes once TensorFlow is imported.
+    256² / 512² ran 1.54x / 2.35x faster there (docs/benchmarks.md).
+
+    The ``maxim-tf`` command calls this for its own process. ``import maxim_tf`` does
+    not: a library does not change its host program's environment. A Python program
+    opts in by calling ``maxim_tf.prefer_onednn()`` first (or by setting
+    ``TF_ENABLE_ONEDNN_OPTS=1`` itself). It sets ``TF_ENABLE_ONEDNN_OPTS=1`` unless the
+    variable is already set (``TF_ENABLE_ONEDNN_OPTS=0`` set by the user wins); once
+    TensorFlow is imported it changes nothing.
+
+    Returns:
+        True when oneDNN was requested (or already requested by the environment), False
+        otherwise (not x86-64, TensorFlow already imported, or the user turned it off).
     """
-    if "tensorflow" not in sys.modules and platform.machine().lower() in ("x86_64", "amd64"):
-        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+    if "tensorflow" in sys.modules or platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    return os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1") == "1"
 
-
-_prefer_onednn()
 
 # public name -> module that defines it
 _LAZY = {
@@ -44,10 +53,10 @@ _LAZY = {
     "MaximError": "maxim_tf.errors",
     "load_model": "maxim_tf.hub",
 }
-_SUBMODULES = ("layers", "model", "ops", "presets", "restore", "image_io", "metrics", "errors",
+_SUBMODULES = ("layers", "model", "partition", "resize", "presets", "restore", "image_io", "metrics", "errors",
                "conversion", "export", "training")
 
-__all__ = sorted(_LAZY) + ["layers", "__version__"]
+__all__ = sorted(_LAZY) + ["layers", "prefer_onednn", "__version__"]
 
 
 def __getattr__(name):

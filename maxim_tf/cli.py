@@ -15,8 +15,9 @@ the run with its ``exit_code`` (:mod:`maxim_tf.errors` documents the codes); any
 other exception is one line too, exit 1 (the traceback only with ``-v/--verbose``).
 :func:`console_main` (the installed ``maxim-tf`` script and ``python -m
 maxim_tf``) also hides TensorFlow's C++ start-up log lines unless
-``--verbose``, turns SIGTERM into a normal exit so clean-up code runs, and tunes
-glibc's ``malloc`` for TensorFlow's large buffers (:mod:`maxim_tf.allocator`).
+``--verbose``, turns SIGTERM into a normal exit so clean-up code runs, tunes
+glibc's ``malloc`` for TensorFlow's large buffers (:mod:`maxim_tf.allocator`) and
+asks TensorFlow for its oneDNN kernels (:func:`maxim_tf.prefer_onednn`).
 """
 
 import argparse
@@ -33,7 +34,7 @@ import sys
 import threading
 import traceback
 
-from maxim_tf import allocator, errors
+from maxim_tf import allocator, errors, prefer_onednn
 
 # Which extra installs a module a command may import (see setup.py's extras_require).
 _EXTRA_OF_MODULE = {
@@ -240,6 +241,7 @@ def console_main():
     """Entry point of the installed ``maxim-tf`` script and of ``python -m maxim_tf``."""
     argv = sys.argv[1:]
     allocator.tune_malloc()  # before TensorFlow allocates anything (see maxim_tf/allocator.py)
+    prefer_onednn()  # for this process only, before TensorFlow loads (see its docstring)
     stderr_filter = None
     if not _wants_verbose(argv):
         try:

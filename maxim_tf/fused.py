@@ -10,8 +10,8 @@ the shapes it looks for:
   ``_FusedMatMul`` (Keras 3 ``Dense`` adds its bias with a broadcast ``AddV2``
   on the 4-D tensor and applies GELU as ~9 separate ops, so nothing fuses);
   On x86 CPUs without AVX-512 oneDNN's fused GELU is slower than a plain matmul
-  followed by GELU written with a sigmoid (:func:`gelu_form`), so there the
-  matmul fuses only its bias;
+  followed by GELU written with a sigmoid (the ``"avx2"`` graph form, see
+  :func:`active_graph_form`), so there the matmul fuses only its bias;
 * ``Conv2D -> BiasAdd [-> LeakyRelu]`` becomes one ``_FusedConv2D``;
 * a layer norm written as ``Reshape -> FusedBatchNormV3(training) -> Reshape
   -> Mul(gamma) -> AddV2(beta)`` on a 2-D tensor of unknown length becomes one
@@ -45,46 +45,75 @@ computed from the input size, which XNNPACK cannot take in a dynamic-size
 TFLite file (each such op cut the graph into another delegate partition).
 """
 
+import contextlib
 import functools
 import os
 import pathlib
 import platform
+import threading
 
 import keras
 import tensorflow as tf
 
-from maxim_tf import ops as mops
+from maxim_tf import partition
 from maxim_tf._utils import pair
-from maxim_tf.tracing import TraceSwitch
 
 ACTIVATIONS = (None, "gelu", "leaky_relu")
 
 
-_PORTABLE = TraceSwitch("portable")
+# -- The graph form ------------------------------------------------------------------------
+#
+# Which of the equivalent graphs (same numerics up to float rounding) a trace writes:
+# "stock", "avx2" or "portable" (see active_graph_form). One setting, graph_form, decides;
+# the first of these that is not "auto" wins:
+#   1. the outermost graph_form_scope() around the trace (the code that traces decides:
+#      Restorer(graph_form=...), the exporters' portable_graph());
+#   2. the model's own MAXIM(graph_form=...) (a runtime option, not saved in .keras files:
+#      the best form depends on the machine that runs the file, not the one that wrote it);
+#   3. the environment variable MAXIM_TF_GRAPH_FORM;
+#   4. choose_graph_form() of this machine's facts.
+# The form is read at trace time: a traced function keeps the form it was traced with.
 
-
-def portable_graph():
-    """Trace MAXIM with ops every converter understands (TFLite builtins, ONNX).
-
-    The layer norm, 4-D Dense and the upsampling transposed convolution change
-    form (see the module docstring); numerics are the same.
-
-    Example:
-        >>> with portable_graph():
-        ...     concrete = tf.function(model).get_concrete_function(spec)
-    """
-    return _PORTABLE.on()
-
-
-def is_portable():
-    """True inside :func:`portable_graph`."""
-    return _PORTABLE.is_on()
-
-
-GELU_FORMS = ("fused", "sigmoid")
+GRAPH_FORMS = ("stock", "avx2", "portable")
+GRAPH_FORM_SETTINGS = ("auto",) + GRAPH_FORMS
+GRAPH_FORM_ENV = "MAXIM_TF_GRAPH_FORM"
+# Below this many input channels oneDNN's im2col convolution was as fast or faster.
+ROWS_MIN_CHANNELS = 96
 # GELU's tanh approximation 0.5 y (1 + tanh(a (y + b y³))) is y * sigmoid(y (2a + 2ab y²)).
 _GELU_A = 0.7978845608028654  # sqrt(2 / pi)
 _GELU_B = 0.044715
+_REMOVED_ENV = ("MAXIM_TF_GELU", "MAXIM_TF_CONV")
+
+
+def check_graph_form(setting):
+    """``setting`` if it is one of :data:`GRAPH_FORM_SETTINGS` (``"auto"``, ``"stock"``,
+    ``"avx2"``, ``"portable"``), else ValueError."""
+    if setting not in GRAPH_FORM_SETTINGS:
+        raise ValueError(f"graph_form must be one of {', '.join(GRAPH_FORM_SETTINGS)}. "
+                         f"Received: graph_form={setting!r}")
+    return setting
+
+
+def choose_graph_form(machine, cpu_flags, onednn_enabled):
+    """The automatic graph form for a machine: ``"avx2"`` or ``"stock"``.
+
+    ``"avx2"`` on x86-64 CPUs with AVX2 but no AVX-512 where TensorFlow runs oneDNN,
+    whose two slow spots there it routes around: oneDNN has no direct NHWC convolution
+    (it runs them as im2col + GEMM) and its fused GELU's tanh uses vector gathers.
+    ``"stock"`` everywhere else (AVX-512 and ARM CPUs, GPUs' hosts alike: the GPU
+    kernels fuse the stock form).
+
+    Args:
+        machine: ``platform.machine()`` (``"x86_64"``, ``"AMD64"``, ``"aarch64"`` ...).
+        cpu_flags: the CPU's feature flags (``/proc/cpuinfo``), or None where unknown
+            (then ``"stock"``).
+        onednn_enabled: whether TensorFlow runs its oneDNN kernels.
+    """
+    x86 = str(machine).lower() in ("x86_64", "amd64")
+    flags = set(cpu_flags or ())
+    if x86 and onednn_enabled and "avx2" in flags and "avx512f" not in flags:
+        return "avx2"
+    return "stock"
 
 
 def _cpu_flags():
@@ -98,71 +127,116 @@ def _cpu_flags():
 
 
 @functools.lru_cache(maxsize=None)
-def _avx2_onednn():
-    """True on x86-64 (Linux) CPUs with AVX2 but no AVX-512 where TensorFlow runs oneDNN:
-    there oneDNN has no direct NHWC convolution (it runs them as im2col + GEMM) and
-    its tanh uses vector gathers, the two slow spots :func:`gelu_form` and
-    :func:`conv_form` route around."""
+def machine_facts():
+    """``(machine, cpu_flags, onednn_enabled)`` of this process, for
+    :func:`choose_graph_form` (read once)."""
     from tensorflow.python.util import _pywrap_util_port
 
-    flags = _cpu_flags()
-    return (platform.machine().lower() in ("x86_64", "amd64") and flags is not None
-            and "avx2" in flags and "avx512f" not in flags and _pywrap_util_port.IsMklEnabled())
+    return platform.machine(), _cpu_flags(), bool(_pywrap_util_port.IsMklEnabled())
 
 
-def _forced(variable, forms):
-    forced = os.environ.get(variable, "").strip().lower()
-    if forced and forced not in forms:
-        raise ValueError(f"{variable} must be one of {forms}. Received: {forced!r}")
-    return forced
+def default_graph_form():
+    """The form of a trace that no explicit setting decides: ``MAXIM_TF_GRAPH_FORM``
+    when set to a form, else :func:`choose_graph_form` of this machine."""
+    removed = [v for v in _REMOVED_ENV if os.environ.get(v)]
+    if removed:
+        raise ValueError(f"{' and '.join(removed)} no longer exist: set {GRAPH_FORM_ENV}=stock "
+                         f"(was MAXIM_TF_GELU=fused MAXIM_TF_CONV=native) or {GRAPH_FORM_ENV}=avx2 "
+                         f"(was sigmoid, rows), or pass graph_form= to MAXIM / Restorer")
+    setting = os.environ.get(GRAPH_FORM_ENV, "").strip().lower() or "auto"
+    if setting not in GRAPH_FORM_SETTINGS:
+        raise ValueError(f"{GRAPH_FORM_ENV} must be one of {', '.join(GRAPH_FORM_SETTINGS)}. "
+                         f"Received: {setting!r}")
+    return setting if setting != "auto" else choose_graph_form(*machine_facts())
 
 
-@functools.lru_cache(maxsize=None)
-def gelu_form():
-    """How float32 traces outside :func:`portable_graph` write GELU: ``"fused"`` or ``"sigmoid"``.
+def resolve_graph_form(setting="auto"):
+    """The form ``setting`` stands for: itself, or for ``"auto"`` :func:`default_graph_form`."""
+    return check_graph_form(setting) if setting != "auto" else default_graph_form()
 
-    ``"fused"`` is ``tf.nn.gelu(approximate=True)``, which Grappler folds into the
-    preceding matmul as oneDNN's ``gelu_tanh`` post-op. On x86 CPUs without AVX-512
-    that post-op is slow (its tanh uses vector gathers): on a 2-vCPU AMD Zen 3 a
-    65536x32 @ 32x64 matmul took 2.4 ms plain and 11.6 ms with the fused GELU, 3.7 ms
-    with a fused sigmoid. ``"sigmoid"`` writes the same function as
-    ``y * sigmoid(y * (2a + 2ab y²))`` (equal up to float rounding: over [-16, 16]
-    at most 3.7e-7 from the float64 formula, ``tf.nn.gelu`` 9.4e-7), a few cheap
-    elementwise passes after a plain fused matmul; it is the default on x86-64 Linux
-    CPUs without AVX-512 when TensorFlow runs oneDNN, ``"fused"`` elsewhere.
-    ``MAXIM_TF_GELU=fused|sigmoid`` overrides the choice (read once, at the first trace).
+
+_SCOPE = threading.local()
+
+
+@contextlib.contextmanager
+def graph_form_scope(setting):
+    """Trace in the graph form ``setting`` inside the ``with`` block (this thread only).
+
+    ``"auto"`` changes nothing. Inside a scope that already set a form, a nested
+    scope keeps it: the code that traces decides, not the model it traces (a
+    :class:`~maxim_tf.MAXIM` enters a scope of its own ``graph_form`` in every call;
+    the exporters' :func:`portable_graph` must win over it).
+
+    Example:
+        >>> with graph_form_scope("stock"):
+        ...     concrete = tf.function(model).get_concrete_function(spec)
     """
-    return _forced("MAXIM_TF_GELU", GELU_FORMS) or ("sigmoid" if _avx2_onednn() else "fused")
+    check_graph_form(setting)
+    outer = getattr(_SCOPE, "form", None)
+    if setting == "auto" or outer is not None:
+        yield
+        return
+    _SCOPE.form = setting
+    try:
+        yield
+    finally:
+        _SCOPE.form = outer
 
 
-CONV_FORMS = ("native", "rows")
-# Below this many input channels oneDNN's im2col convolution was as fast or faster.
-ROWS_MIN_CHANNELS = 96
+def active_graph_form():
+    """The graph form traces write here and now: the outermost :func:`graph_form_scope`,
+    else :func:`default_graph_form`. One of :data:`GRAPH_FORMS`:
 
-
-@functools.lru_cache(maxsize=None)
-def conv_form():
-    """How float32 traces outside :func:`portable_graph` write a stride-1 k x k
-    convolution (k odd, > 1) with at least ``ROWS_MIN_CHANNELS`` input channels:
-    ``"native"`` (one ``Conv2D``) or ``"rows"`` (k matmuls, one per kernel row, over
-    the k column shifts of the padded input concatenated on channels).
-
-    On x86 CPUs without AVX-512 oneDNN runs NHWC convolutions as im2col + GEMM, slow
-    from about 96 channels on: on a 2-vCPU AMD Zen 3, 3x3 convolutions of 128
-    channels took 23.1 / 99 ms at 64² / 128² natively and 13.8 / 47 ms as rows
-    (1.7x / 2.1x; 96 channels 1.6-1.9x; 64 or fewer channels 0.7-0.8x, hence the
-    threshold). ``"rows"`` is the default where :func:`gelu_form` defaults to
-    ``"sigmoid"``; ``MAXIM_TF_CONV=native|rows`` overrides (read once).
+    * ``"stock"``: TensorFlow's own forms, which Grappler fuses into oneDNN / cuDNN
+      kernels: GELU as ``tf.nn.gelu(approximate=True)`` (folded into the preceding
+      matmul as oneDNN's ``gelu_tanh`` post-op) and every convolution one ``Conv2D``.
+    * ``"avx2"``: for x86 CPUs without AVX-512 running oneDNN (:func:`choose_graph_form`),
+      float32 only (other dtypes keep the stock form). GELU is written
+      ``y * sigmoid(y * (2a + 2ab y²))``, equal up to float rounding (over [-16, 16] at
+      most 3.7e-7 from the float64 formula, ``tf.nn.gelu`` 9.4e-7), a few cheap
+      elementwise passes after a plain fused matmul: oneDNN's fused GELU there uses
+      vector gathers for its tanh (on a 2-vCPU AMD Zen 3 a 65536x32 @ 32x64 matmul took
+      2.4 ms plain, 11.6 ms with the fused GELU, 3.7 ms with a fused sigmoid). A stride-1
+      k x k convolution (k odd, > 1) with at least ``ROWS_MIN_CHANNELS`` input channels is
+      written as k matmuls, one per kernel row, over the k column shifts of the padded
+      input concatenated on channels (:func:`conv_rows`): oneDNN runs NHWC convolutions
+      there as im2col + GEMM, slow from about 96 channels (on the same Zen 3, 3x3
+      convolutions of 128 channels took 23.1 / 99 ms at 64² / 128² natively and
+      13.8 / 47 ms as rows; 96 channels 1.6-1.9x; 64 or fewer 0.7-0.8x, hence the
+      threshold).
+    * ``"portable"``: ops every converter understands (TFLite builtins, ONNX); see
+      :func:`portable_graph`.
     """
-    return _forced("MAXIM_TF_CONV", CONV_FORMS) or ("rows" if _avx2_onednn() else "native")
+    form = getattr(_SCOPE, "form", None)
+    return form if form is not None else default_graph_form()
+
+
+def portable_graph():
+    """Trace MAXIM with ops every converter understands (TFLite builtins, ONNX):
+    ``graph_form_scope("portable")``.
+
+    The layer norm, 4-D Dense and the upsampling transposed convolution change
+    form (see the module docstring); numerics are the same.
+
+    Example:
+        >>> with portable_graph():
+        ...     concrete = tf.function(model).get_concrete_function(spec)
+    """
+    return graph_form_scope("portable")
+
+
+def is_portable():
+    """True where traces write the portable form (inside :func:`portable_graph`)."""
+    return active_graph_form() == "portable"
 
 
 def conv_rows(x, kernel, bias=None):
     """``conv2d(x, kernel, stride 1, "SAME") [+ bias]`` for an odd k x k kernel, as k
-    matmuls of ``[pixels, k * C_in] @ [k * C_in, C_out]`` (see :func:`conv_form`);
+    matmuls of ``[pixels, k * C_in] @ [k * C_in, C_out]`` (the ``"avx2"`` graph form, see
+    :func:`active_graph_form`);
     returns ``[pixels, C_out]`` rows (the caller applies the activation and reshapes)."""
     kh, kw, c, co = kernel.shape
-    n, h, w, _ = mops.dims(x)
+    n, h, w, _ = partition.dims(x)
     ph, pw = kh // 2, kw // 2
     padded = tf.pad(x, [[0, 0], [ph, ph], [pw, pw], [0, 0]])
     columns = tf.concat([padded[:, :, j:j + w] for j in range(kw)], -1)  # n, h + 2ph, w, kw c
@@ -178,10 +252,10 @@ def conv_rows(x, kernel, bias=None):
 
 
 def gelu(y):
-    """GELU, tanh approximation (Flax ``nn.gelu``'s default), in the form of
-    :func:`gelu_form` (float32 outside :func:`portable_graph`; otherwise ``tf.nn.gelu``,
-    a builtin GELU in TFLite)."""
-    if y.dtype == tf.float32 and not is_portable() and gelu_form() == "sigmoid":
+    """GELU, tanh approximation (Flax ``nn.gelu``'s default): ``tf.nn.gelu``, or in the
+    ``"avx2"`` graph form on float32 the same function written with a sigmoid (see
+    :func:`active_graph_form`)."""
+    if y.dtype == tf.float32 and active_graph_form() == "avx2":
         return y * tf.sigmoid(y * (2 * _GELU_A + (2 * _GELU_A * _GELU_B) * tf.square(y)))
     return tf.nn.gelu(y, approximate=True)
 
@@ -212,7 +286,7 @@ def _check_activation(activation):
 
 def _dims(x, channels):
     """The shape of ``x`` with its last axis replaced by ``channels``."""
-    return mops.dims(x)[:-1] + [channels]
+    return partition.dims(x)[:-1] + [channels]
 
 
 class Dense(keras.layers.Dense):
@@ -322,9 +396,9 @@ class SpatialDense(keras.layers.Dense):
     the gating units.
 
     ``axis="block"`` mixes the ``fh * fw`` pixels inside each block of a
-    :func:`~maxim_tf.ops.block_partition` (official ``BlockGatingUnit``, local);
+    :func:`~maxim_tf.partition.block_partition` (official ``BlockGatingUnit``, local);
     ``axis="grid"`` mixes the ``gh * gw`` grid cells of a
-    :func:`~maxim_tf.ops.grid_partition` (``GridGatingUnit``, global, dilated).
+    :func:`~maxim_tf.partition.grid_partition` (``GridGatingUnit``, global, dilated).
     The same ``[size[0] * size[1]]²`` kernel and bias apply to every channel.
 
     Args:
@@ -358,18 +432,18 @@ class SpatialDense(keras.layers.Dense):
             bias = bias + offset if bias is not None else tf.fill([self.units], tf.cast(offset, dtype))
         kernel = tf.cast(self.kernel, dtype)
         if not is_portable():  # positions as the middle axis: cheaper transposes
-            columns = mops.position_columns(inputs, self.axis, self.size)
+            columns = partition.position_columns(inputs, self.axis, self.size)
             y = tf.matmul(kernel, columns, transpose_a=True)
             if bias is not None:
                 y = y + bias[:, None]
-            return mops.position_columns_to_image(y, mops.dims(inputs), self.axis, self.size)
-        partition, unpartition = ((mops.block_partition, mops.block_unpartition) if self.axis == "block"
-                                  else (mops.grid_partition, mops.grid_unpartition))
-        rows = partition(inputs, self.size)  # [(other positions, channels), positions]
+            return partition.position_columns_to_image(y, partition.dims(inputs), self.axis, self.size)
+        split, unsplit = ((partition.block_partition, partition.block_unpartition) if self.axis == "block"
+                          else (partition.grid_partition, partition.grid_unpartition))
+        rows = split(inputs, self.size)  # [(other positions, channels), positions]
         y = tf.matmul(rows, kernel)  # one FULLY_CONNECTED in TFLite
         if bias is not None:
             y = tf.nn.bias_add(y, bias)
-        return unpartition(y, mops.dims(inputs), self.size)
+        return unsplit(y, partition.dims(inputs), self.size)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -406,8 +480,7 @@ class Conv2D(keras.layers.Conv2D):
         kh, kw = self.kernel_size
         if (kh == kw and kh % 2 and kh > 1 and tuple(self.strides) == (1, 1)
                 and tuple(self.dilation_rate) == (1, 1) and inputs.dtype == tf.float32
-                and inputs.shape[-1] >= ROWS_MIN_CHANNELS and not is_portable()
-                and conv_form() == "rows"):
+                and inputs.shape[-1] >= ROWS_MIN_CHANNELS and active_graph_form() == "avx2"):
             y = conv_rows(inputs, kernel, tf.cast(self.bias, inputs.dtype) if self.use_bias else None)
             y = activate(y, self.fused_activation, self.negative_slope)
             return tf.reshape(y, _dims(inputs, self.filters))

@@ -45,7 +45,7 @@ import urllib.request
 from maxim_tf import fileio
 from maxim_tf import presets as presets_lib
 from maxim_tf._utils import env_number
-from maxim_tf.errors import DownloadError, ModelFileError, ModelNotFoundError, UsageError
+from maxim_tf.errors import DownloadError, ModelNotFoundError, UsageError
 from maxim_tf.fileio import sha256_file  # noqa: F401  (also used as hub.sha256_file)
 
 MODEL_DIR_ENV = "MAXIM_TF_MODEL_DIR"
@@ -260,30 +260,14 @@ def load_model(model, progress=True, require_maxim=False, allow_untrained=False)
             raise UsageError(f"{text!r} is an architecture ({kind}), not a trained model: it "
                              f"would restore with random weights. Give a .keras file, a saved name or a "
                              f"preset of `maxim-tf models`.")
-        return _build_untrained(text, path)
+        from maxim_tf.model import MAXIM
+
+        return MAXIM.untrained(text)
     from maxim_tf.modelfile import load_keras_model
 
     # A Keras model is wanted here, not LiteRT: no fast-start twin is built for it.
     return load_keras_model(resolve_model(text, progress=progress, faststart=False),
                             require_maxim=require_maxim)
-
-
-def _build_untrained(text, path):
-    import keras
-
-    from maxim_tf.model import MAXIM
-
-    keras.utils.set_random_seed(0)
-    if text in presets_lib.VARIANTS:
-        return MAXIM.from_variant(text)
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ModelFileError(f"{path}: not a readable JSON model config ({e})") from e
-    if not isinstance(config, dict):
-        raise ModelFileError(f"{path}: a JSON model config must be an object of "
-                             f"maxim_tf.MAXIM arguments")
-    return MAXIM(**config)
 
 
 # ----------------------------------------------------------------------------------------

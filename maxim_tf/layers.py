@@ -10,8 +10,8 @@ paper                           here
 multi-axis gMLP block (Fig. 3a) :class:`MultiAxisGmlpBlock`, built from two
                                 :class:`GmlpLayer` (``mode="grid"`` /
                                 ``"block"``) and their :class:`GatingUnit`
-block / grid partition          :func:`maxim_tf.ops.block_partition`,
-                                :func:`maxim_tf.ops.grid_partition`
+block / grid partition          :func:`maxim_tf.partition.block_partition`,
+                                :func:`maxim_tf.partition.grid_partition`
 cross-gating block (Fig. 3b)    :class:`CrossGatingBlock` with its
                                 :class:`SpatialGatingWeights`
 RCAB / RDCAB                    :class:`RCAB`, :class:`RDCAB` (with
@@ -41,10 +41,10 @@ Numerics follow Flax: LayerNorm epsilon 1e-6, tanh-approximated GELU.
 """
 
 import keras
+import tensorflow as tf
 from keras import ops
 
-from maxim_tf import fused
-from maxim_tf import ops as mops
+from maxim_tf import fused, resize
 from maxim_tf._utils import pair
 
 LN_EPS = 1e-6  # Flax nn.LayerNorm default (Keras defaults to 1e-3).
@@ -135,6 +135,16 @@ class MlpBlock(_Block):
         return input_shape
 
 
+def _spatial_mean(x):
+    """Mean over H and W of ``[N, H, W, C]``, kept as ``[N, 1, 1, C]`` in x's dtype.
+
+    ``keras.ops.mean`` casts a bfloat16 tensor to float32 before reducing (a full
+    copy of the activation); TensorFlow's reduction accumulates bfloat16 in
+    float32 itself, so only the result is rounded.
+    """
+    return tf.reduce_mean(x, axis=(1, 2), keepdims=True)
+
+
 class ChannelAttention(_Block):
     """Squeeze-and-excitation channel attention (official ``CALayer``):
     ``x * sigmoid(conv(relu(conv(mean(x)))))`` with 1x1 convolutions.
@@ -158,7 +168,7 @@ class ChannelAttention(_Block):
         self.conv_1.build((input_shape[0], 1, 1, self.features // self.reduction))
 
     def call(self, x):
-        y = mops.spatial_mean(x)
+        y = _spatial_mean(x)
         y = ops.relu(self.conv_0(y))
         y = ops.sigmoid(self.conv_1(y))
         return x * y
@@ -256,8 +266,8 @@ class GatingUnit(_Block):
 
     Splits the channels into ``(u, v)``, normalises ``v``, mixes it spatially
     with a Dense over the grid cells (``mode="grid"``, see
-    :func:`maxim_tf.ops.grid_partition`) or over the pixels of each block
-    (``mode="block"``, :func:`maxim_tf.ops.block_partition`), and returns
+    :func:`maxim_tf.partition.grid_partition`) or over the pixels of each block
+    (``mode="block"``, :func:`maxim_tf.partition.block_partition`), and returns
     ``u * (v + 1)``. Output channels: half the input's.
 
     Args:
@@ -369,10 +379,12 @@ class MultiAxisGmlpBlock(_Block):
             block_gmlp_factor=block_gmlp_factor, grid_gmlp_factor=grid_gmlp_factor,
             input_proj_factor=input_proj_factor, dropout_rate=dropout_rate, use_bias=use_bias)
         self.layer_norm_in = self._norm("LayerNorm_in")
-        self.grid_gmlp = GmlpLayer("grid", self.grid_size, grid_gmlp_factor, dropout_rate,
-                                   use_bias, name="GridGmlpLayer", dtype=self.dtype_policy)
-        self.block_gmlp = GmlpLayer("block", self.block_size, block_gmlp_factor, dropout_rate,
-                                    use_bias, name="BlockGmlpLayer", dtype=self.dtype_policy)
+        self.grid_gmlp = GmlpLayer("grid", self.grid_size, factor=grid_gmlp_factor,
+                                   dropout_rate=dropout_rate, use_bias=use_bias,
+                                   name="GridGmlpLayer", dtype=self.dtype_policy)
+        self.block_gmlp = GmlpLayer("block", self.block_size, factor=block_gmlp_factor,
+                                    dropout_rate=dropout_rate, use_bias=use_bias,
+                                    name="BlockGmlpLayer", dtype=self.dtype_policy)
         self.in_project = None
         self.out_project = None
 
@@ -431,12 +443,22 @@ class BottleneckBlock(_Block):
         self.mabs, self.rdcabs = [], []
         for i in range(num_groups):
             self.mabs.append(MultiAxisGmlpBlock(
-                self.block_size, self.grid_size, block_gmlp_factor, grid_gmlp_factor,
-                input_proj_factor, dropout_rate, use_bias,
+                self.block_size, self.grid_size, block_gmlp_factor=block_gmlp_factor,
+                grid_gmlp_factor=grid_gmlp_factor, input_proj_factor=input_proj_factor,
+                dropout_rate=dropout_rate, use_bias=use_bias,
                 name=f"SplitHeadMultiAxisGmlpLayer_{i}", dtype=self.dtype_policy))
+            # "channel_attention_block_1_{i}" here but "channel_attention_block_1{i}" (no
+            # underscore) in UNetEncoderBlock: both are the official Flax module names,
+            # spelled so in the official code (maxim/models/maxim.py: f"..._1_{i}" in
+            # BottleneckBlock, f"..._1{i}" in UNetEncoderBlock), hence in the parameter
+            # paths of every released checkpoint (e.g. stage_0_global_block_0/
+            # channel_attention_block_1_0/ and stage_0_encoder_block_0/
+            # channel_attention_block_10/). The converter maps variables by name
+            # (conversion/checkpoint.py), so both spellings must stay as they are.
             self.rdcabs.append(RDCAB(
-                features, channels_reduction, dropout_rate, use_bias,
-                name=f"channel_attention_block_1_{i}", dtype=self.dtype_policy))
+                features, reduction=channels_reduction, dropout_rate=dropout_rate,
+                use_bias=use_bias, name=f"channel_attention_block_1_{i}",
+                dtype=self.dtype_policy))
 
     def build(self, input_shape):
         self.input_proj.build(input_shape)
@@ -544,10 +566,12 @@ class CrossGatingBlock(_Block):
         # The official block builds its gating-weight modules with the default
         # input projection factor (2), whatever the model's input_proj_factor.
         self.gating_x = SpatialGatingWeights(
-            features, self.block_size, self.grid_size, 2, dropout_rate, use_bias,
+            features, self.block_size, self.grid_size, input_proj_factor=2,
+            dropout_rate=dropout_rate, use_bias=use_bias,
             name="SplitHeadMultiAxisGating_x", dtype=self.dtype_policy)
         self.gating_y = SpatialGatingWeights(
-            features, self.block_size, self.grid_size, 2, dropout_rate, use_bias,
+            features, self.block_size, self.grid_size, input_proj_factor=2,
+            dropout_rate=dropout_rate, use_bias=use_bias,
             name="SplitHeadMultiAxisGating_y", dtype=self.dtype_policy)
         self.out_project_x = self._dense(features, "out_project_x", dropout=True, init="lecun")
         self.out_project_y = self._dense(features, "out_project_y", dropout=True, init="lecun")
@@ -636,20 +660,26 @@ class UNetEncoderBlock(_Block):
         for i in range(num_groups):
             if use_global_mlp:
                 self.mabs.append(MultiAxisGmlpBlock(
-                    self.block_size, self.grid_size, block_gmlp_factor, grid_gmlp_factor,
-                    input_proj_factor, dropout_rate, use_bias,
+                    self.block_size, self.grid_size, block_gmlp_factor=block_gmlp_factor,
+                    grid_gmlp_factor=grid_gmlp_factor, input_proj_factor=input_proj_factor,
+                    dropout_rate=dropout_rate, use_bias=use_bias,
                     name=f"SplitHeadMultiAxisGmlpLayer_{i}", dtype=self.dtype_policy))
             # The official encoder leaves RCAB's slope at its default (0.2),
             # whatever lrelu_slope says; kept so converted checkpoints match.
+            # "channel_attention_block_1{i}" without an underscore: the official Flax
+            # module name (f"channel_attention_block_1{i}" in the official
+            # UNetEncoderBlock, f"..._1_{i}" in its BottleneckBlock); see the comment
+            # in BottleneckBlock. Checkpoint parameter paths carry it, and the converter
+            # reads num_groups from it (conversion/checkpoint.py).
             self.rcabs.append(RCAB(
-                features, channels_reduction, 0.2, use_bias,
+                features, reduction=channels_reduction, lrelu_slope=0.2, use_bias=use_bias,
                 name=f"channel_attention_block_1{i}", dtype=self.dtype_policy))
         self.cross_gating = None
         if use_cross_gating:
             self.cross_gating = CrossGatingBlock(
-                features, self.block_size, self.grid_size, input_proj_factor, dropout_rate,
-                upsample_y=False, use_bias=use_bias, name="cross_gating_block",
-                dtype=self.dtype_policy)
+                features, self.block_size, self.grid_size, input_proj_factor=input_proj_factor,
+                dropout_rate=dropout_rate, upsample_y=False, use_bias=use_bias,
+                name="cross_gating_block", dtype=self.dtype_policy)
         self.conv_down = self._conv(features, 4, "Conv_1", strides=2) if downsample else None
 
     def build(self, x_shape, skip_shape=None, cross_shape=None):
@@ -722,8 +752,10 @@ class UNetDecoderBlock(_Block):
         # The official decoder does not forward input_proj_factor to its inner
         # encoder block, which therefore always uses 2.
         self.block = UNetEncoderBlock(
-            features, self.block_size, self.grid_size, num_groups, lrelu_slope,
-            block_gmlp_factor, grid_gmlp_factor, 2, channels_reduction, dropout_rate,
+            features, self.block_size, self.grid_size, num_groups=num_groups,
+            lrelu_slope=lrelu_slope, block_gmlp_factor=block_gmlp_factor,
+            grid_gmlp_factor=grid_gmlp_factor, input_proj_factor=2,
+            channels_reduction=channels_reduction, dropout_rate=dropout_rate,
             downsample=False, use_global_mlp=use_global_mlp, use_bias=use_bias,
             name="UNetEncoderBlock_0", dtype=self.dtype_policy)
 
@@ -769,10 +801,10 @@ class UpSampleRatio(_Block):
         # converter folds the shapes and XNNPACK takes the plain forms.)
         any_size = fused.is_portable() and None in tuple(x.shape)[1:3]
         if self.ratio < 1:
-            down = mops.antialiased_downsample_any_size if any_size else mops.antialiased_downsample
+            down = resize.antialiased_downsample_any_size if any_size else resize.antialiased_downsample
             return self.conv(down(x, int(round(1 / self.ratio))))
         if self.ratio > 1:
-            up = mops.bilinear_upsample_any_size if any_size else mops.bilinear_upsample
+            up = resize.bilinear_upsample_any_size if any_size else resize.bilinear_upsample
             return up(self.conv(x), int(round(self.ratio)))
         return self.conv(x)
 
@@ -838,7 +870,7 @@ class NearestDownsample(keras.layers.Layer):
         self.factor = int(factor)
 
     def call(self, x):
-        return mops.nearest_downsample(x, self.factor)
+        return resize.nearest_downsample(x, self.factor)
 
     def compute_output_shape(self, s):
         f = self.factor

@@ -6,10 +6,9 @@ import numbers
 import keras
 import numpy as np
 
+from maxim_tf import fused, padding, partition
 from maxim_tf import layers as L
-from maxim_tf import ops as mops
-from maxim_tf import padding
-from maxim_tf.presets import variant_config
+from maxim_tf.presets import VARIANTS, variant_config
 from maxim_tf.tracing import TraceSwitch
 
 _TUPLE_KEYS = ("block_size_hr", "block_size_lr", "grid_size_hr", "grid_size_lr")
@@ -94,6 +93,18 @@ class MAXIM(keras.Model):
             :class:`~maxim_tf.padding.CropToInput` layers), so ``model.predict``,
             tf.data pipelines and exports take images of any H, W. Needs
             ``return_all_outputs=False``. Defaults to False.
+        graph_form: which of the equivalent graphs (same numerics up to float
+            rounding) the model's traces write: ``"auto"`` (default:
+            ``MAXIM_TF_GRAPH_FORM`` if set, else the best for this machine,
+            :func:`maxim_tf.fused.choose_graph_form`), ``"stock"`` (TensorFlow's
+            own forms), ``"avx2"`` (for x86 CPUs without AVX-512 running oneDNN)
+            or ``"portable"`` (ops every converter understands); see
+            :func:`maxim_tf.fused.active_graph_form`. A runtime option like the
+            device: not part of ``get_config`` (a saved ``.keras`` file loads
+            with ``"auto"``), settable later (``model.graph_form = "stock"``;
+            traced functions are re-traced), and a trace inside
+            :func:`maxim_tf.fused.graph_form_scope` (``Restorer(graph_form=...)``,
+            the exporters) takes that scope's form.
 
     Example:
         >>> model = maxim_tf.MAXIM.from_variant("S-3")
@@ -117,7 +128,7 @@ class MAXIM(keras.Model):
                  block_size_lr=(8, 8), grid_size_hr=(16, 16), grid_size_lr=(8, 8),
                  num_bottleneck_blocks=1, block_gmlp_factor=2, grid_gmlp_factor=2,
                  input_proj_factor=2, channels_reduction=4, num_outputs=3, dropout_rate=0.0,
-                 return_all_outputs=False, any_size=False, **kwargs):
+                 return_all_outputs=False, any_size=False, graph_form="auto", **kwargs):
         config = dict(
             features=features, depth=depth, num_stages=num_stages, num_groups=num_groups,
             use_bias=use_bias, num_supervision_scales=num_supervision_scales,
@@ -137,6 +148,7 @@ class MAXIM(keras.Model):
                 f"Valid: {', '.join(sorted(config))}, return_all_outputs, "
                 f"{', '.join(_KERAS_KWARGS)}.")
         config = _checked_config(config)
+        fused.check_graph_form(graph_form)
         if any_size and return_all_outputs:
             raise ValueError("any_size=True crops the restored image back to the input size; it "
                              "needs return_all_outputs=False. Received: return_all_outputs=True")
@@ -156,6 +168,7 @@ class MAXIM(keras.Model):
         self.return_all_outputs = return_all_outputs
         self.any_size = bool(any_size)
         self.size_multiple = multiple
+        self._graph_form = graph_form
         # The layers' dtype policy (keras.Model keeps its own at float32: inputs and
         # outputs are float32 whatever the layers compute in).
         self.layer_dtype_policy = keras.dtype_policies.get(dtype) if dtype is not None \
@@ -171,7 +184,39 @@ class MAXIM(keras.Model):
         return cls(**variant_config(variant, **overrides))
 
     @classmethod
-    def from_preset(cls, name, any_size=False, progress=True):
+    def untrained(cls, architecture):
+        """A randomly initialised MAXIM (seed 0): an architecture to benchmark or train.
+
+        Args:
+            architecture: an official variant name (``"S-1"`` ... ``"M-3"``, as
+                :meth:`from_variant`) or the path of a JSON file holding an object of
+                constructor arguments.
+
+        Raises:
+            ModelFileError: the JSON file is unreadable or not an object.
+        """
+        import json
+        import os
+        import pathlib
+
+        from maxim_tf.errors import ModelFileError
+
+        keras.utils.set_random_seed(0)
+        text = os.fspath(architecture)
+        if text in VARIANTS:
+            return cls.from_variant(text)
+        path = pathlib.Path(text).expanduser()
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ModelFileError(f"{path}: not a readable JSON model config ({e})") from e
+        if not isinstance(config, dict):
+            raise ModelFileError(f"{path}: a JSON model config must be an object of "
+                                 f"maxim_tf.MAXIM arguments")
+        return cls(**config)
+
+    @classmethod
+    def from_preset(cls, name, any_size=False, progress=True, graph_form="auto"):
         """A pretrained MAXIM by preset name (downloaded and cached on first use) or path.
 
         Args:
@@ -179,6 +224,7 @@ class MAXIM(keras.Model):
                 ``"denoise"``), a saved-model name or a ``.keras`` path.
             any_size: return the any-size form (official pad-and-crop in the graph).
             progress: show download/conversion progress on stderr.
+            graph_form: the model's ``graph_form`` (see :class:`MAXIM`).
 
         Returns:
             A :class:`MAXIM` returning the restored image.
@@ -196,7 +242,9 @@ class MAXIM(keras.Model):
                                  f"(loaded a {type(model).__name__}).")
         if model.return_all_outputs:
             model = model.with_outputs(False)
-        return model.with_any_size(any_size)
+        model = model.with_any_size(any_size)
+        model.graph_form = graph_form
+        return model
 
     def with_any_size(self, any_size=True):
         """This model with (or without) the official pad-and-crop inside the graph.
@@ -207,7 +255,7 @@ class MAXIM(keras.Model):
         if bool(any_size) == self.any_size:
             return self
         new = MAXIM(**self.maxim_config, return_all_outputs=self.return_all_outputs,
-                    any_size=any_size, dtype=self.layer_dtype_policy)
+                    any_size=any_size, graph_form=self.graph_form, dtype=self.layer_dtype_policy)
         return new.copy_weights_from(self)
 
     def with_precision(self, precision):
@@ -228,7 +276,7 @@ class MAXIM(keras.Model):
         if self.layer_dtype_policy.name == policy:
             return self
         new = MAXIM(**self.maxim_config, return_all_outputs=self.return_all_outputs,
-                    any_size=self.any_size, dtype=policy)
+                    any_size=self.any_size, graph_form=self.graph_form, dtype=policy)
         return new.copy_weights_from(self)
 
     def copy_weights_from(self, other, *, allow_missing=False):
@@ -274,8 +322,24 @@ class MAXIM(keras.Model):
         restored image, with this model's weights."""
         config = dict(self.maxim_config)
         new = MAXIM(**config, return_all_outputs=return_all_outputs,
-                    any_size=self.any_size and not return_all_outputs, dtype=self.layer_dtype_policy)
+                    any_size=self.any_size and not return_all_outputs, graph_form=self.graph_form,
+                    dtype=self.layer_dtype_policy)
         return new.copy_weights_from(self)
+
+    @property
+    def graph_form(self):
+        """The graph form setting of this model's traces (see the ``graph_form`` argument)."""
+        return self._graph_form
+
+    @graph_form.setter
+    def graph_form(self, setting):
+        self._graph_form = fused.check_graph_form(setting)
+        # Traced functions keep the form they were traced with: drop them.
+        for attr in ("predict_function", "test_function", "train_function"):
+            if getattr(self, attr, None) is not None:
+                setattr(self, attr, None)
+        if hasattr(self, "_maxim_restore_predict"):
+            object.__delattr__(self, "_maxim_restore_predict")
 
     def check_input_shape(self, shape):
         """Raise ValueError unless H and W of ``shape`` fit the model."""
@@ -299,7 +363,8 @@ class MAXIM(keras.Model):
             self.check_input_shape(tuple(shape))
             if None in tuple(shape)[1:3] and not _PADDED.is_on():
                 inputs = _assert_size_multiple(inputs, self.size_multiple)
-        return super().call(inputs, training=training, mask=mask)
+        with fused.graph_form_scope(self._graph_form):
+            return super().call(inputs, training=training, mask=mask)
 
     def get_config(self):
         config = {k: (list(v) if k in _TUPLE_KEYS else v) for k, v in self.maxim_config.items()}
@@ -416,7 +481,7 @@ def _level_sizes(c, i):
 
 def _size_multiple(c):
     levels = [list(_level_sizes(c, i)) for i in range(c["depth"])]
-    return mops.size_multiple(levels, c["depth"], c["block_size_lr"])
+    return partition.size_multiple(levels, c["depth"], c["block_size_lr"])
 
 
 def _build_graph(inputs, c, dtype):
@@ -430,16 +495,16 @@ def _build_graph(inputs, c, dtype):
     w = _Wiring(c, dtype)
     shortcuts = [inputs] + [
         L.NearestDownsample(2**i, name=f"input_scale_{i}", dtype=dtype)(inputs)
-        for i in range(1, w.S)
+        for i in range(1, w.num_scales)
     ]
     outputs_all = []
     sam_features, encs_prev, decs_prev = [], [], []
     for s in range(c["num_stages"]):
         x_scales = w.stage_inputs(s, shortcuts, sam_features)
-        x, encs = w.encoder(s, x_scales, encs_prev, decs_prev)
+        x, encs = w.encoder(s, x_scales, encs_prev=encs_prev, decs_prev=decs_prev)
         x = w.bottleneck(s, x)
         skips = w.skip_features(s, encs, x)
-        outputs, decs, sam_features = w.decoder(s, x, skips, shortcuts)
+        outputs, decs, sam_features = w.decoder(s, x, skip_features=skips, shortcuts=shortcuts)
         encs_prev, decs_prev = encs[::-1], decs
         outputs_all.extend(
             keras.layers.Activation("linear", dtype="float32", name=f"stage{s}_out{k}")(o)
@@ -456,11 +521,16 @@ class _Wiring:
     """
 
     def __init__(self, c, dtype):
-        self.c, self.F, self.depth, self.S = c, c["features"], c["depth"], c["num_supervision_scales"]
+        self.config, self.features, self.depth = c, c["features"], c["depth"]
+        self.num_scales = c["num_supervision_scales"]  # scales with an input and an output
         self.common = dict(use_bias=c["use_bias"], dtype=dtype)
         self.mlp = dict(block_gmlp_factor=c["block_gmlp_factor"],
                         grid_gmlp_factor=c["grid_gmlp_factor"], dropout_rate=c["dropout_rate"])
         self.counters = {"UpSampleRatio": 0, "Conv": 0}
+
+    def width(self, level):
+        """Channels at UNet level ``level`` (resolution ``1 / 2**level``)."""
+        return (2**level) * self.features
 
     def auto_name(self, kind):
         """Flax's name for the next unnamed ``kind`` sub-module: ``<kind>_<k>``."""
@@ -474,28 +544,29 @@ class _Wiring:
     def stage_inputs(self, s, shortcuts, sam_features):
         """Per scale: 3x3 conv of the input image; from stage 1 on fused with the
         previous stage's SAM features (cross-gating, or concat + 1x1 conv)."""
-        c, F, x_scales = self.c, self.F, []
-        for i in range(self.S):
-            x_scale = self.conv((2**i) * F, 3, f"stage_{s}_input_conv_{i}")(shortcuts[i])
+        c, x_scales = self.config, []
+        for i in range(self.num_scales):
+            x_scale = self.conv(self.width(i), 3, f"stage_{s}_input_conv_{i}")(shortcuts[i])
             if s > 0:
                 if c["use_cross_gating"]:
                     block, grid = _level_sizes(c, i)
                     x_scale, _ = L.CrossGatingBlock(
-                        (2**i) * F, block, grid, c["input_proj_factor"], c["dropout_rate"],
-                        upsample_y=False, name=f"stage_{s}_input_fuse_sam_{i}", **self.common,
+                        self.width(i), block, grid, input_proj_factor=c["input_proj_factor"],
+                        dropout_rate=c["dropout_rate"], upsample_y=False,
+                        name=f"stage_{s}_input_fuse_sam_{i}", **self.common,
                     )(x_scale, sam_features.pop())
                 else:
                     cat = keras.layers.Concatenate(name=f"stage_{s}_input_cat_{i}",
                                                    dtype=self.common["dtype"])(
                         [x_scale, sam_features.pop()])
-                    x_scale = self.conv((2**i) * F, 1, f"stage_{s}_input_catconv_{i}")(cat)
+                    x_scale = self.conv(self.width(i), 1, f"stage_{s}_input_catconv_{i}")(cat)
             x_scales.append(x_scale)
         return x_scales
 
     def encoder(self, s, x_scales, encs_prev, decs_prev):
         """The encoder levels; from stage 1 on each cross-gates with the previous
         stage's encoder + decoder features. Returns ``(x, bridges)``."""
-        c, F, encs = self.c, self.F, []
+        c, encs = self.config, []
         x = x_scales[0]
         for i in range(self.depth):
             block, grid = _level_sizes(c, i)
@@ -505,22 +576,22 @@ class _Wiring:
                 cross = keras.layers.Add(name=f"stage_{s}_enc_dec_sum_{i}",
                                          dtype=self.common["dtype"])([enc_prev, dec_prev])
             x, bridge = L.UNetEncoderBlock(
-                (2**i) * F, block, grid, c["num_groups"], c["lrelu_slope"],
-                input_proj_factor=c["input_proj_factor"],
+                self.width(i), block, grid, num_groups=c["num_groups"],
+                lrelu_slope=c["lrelu_slope"], input_proj_factor=c["input_proj_factor"],
                 channels_reduction=c["channels_reduction"], downsample=True,
                 use_global_mlp=c["use_global_mlp"], use_cross_gating=s > 0,
                 name=f"stage_{s}_encoder_block_{i}", **self.mlp, **self.common,
-            )(x, skip=x_scales[i] if i < self.S else None, cross=cross)
+            )(x, skip=x_scales[i] if i < self.num_scales else None, cross=cross)
             encs.append(bridge)
         return x, encs
 
     def bottleneck(self, s, x):
         """The bottleneck blocks (grid size = ``block_size_lr``, as the official code)."""
-        c = self.c
+        c = self.config
         for i in range(c["num_bottleneck_blocks"]):
             x = L.BottleneckBlock(
-                (2 ** (self.depth - 1)) * self.F, c["block_size_lr"], c["block_size_lr"],
-                c["num_groups"], input_proj_factor=c["input_proj_factor"],
+                self.width(self.depth - 1), c["block_size_lr"], c["block_size_lr"],
+                num_groups=c["num_groups"], input_proj_factor=c["input_proj_factor"],
                 channels_reduction=c["channels_reduction"],
                 name=f"stage_{s}_global_block_{i}", **self.mlp, **self.common,
             )(x)
@@ -529,22 +600,23 @@ class _Wiring:
     def skip_features(self, s, encs, global_feature):
         """Per level (coarse to fine): every encoder bridge resized to the level,
         concatenated, cross-gated with the global feature (or two convs)."""
-        c, F, skips_all = self.c, self.F, []
+        c, skips_all = self.config, []
         for i in reversed(range(self.depth)):
             block, grid = _level_sizes(c, i)
             signal = _concat([
-                L.UpSampleRatio((2**i) * F, 2.0 ** (j - i), name=self.auto_name("UpSampleRatio"),
+                L.UpSampleRatio(self.width(i), 2.0 ** (j - i), name=self.auto_name("UpSampleRatio"),
                                 **self.common)(enc)
                 for j, enc in enumerate(encs)
             ], f"stage_{s}_skip_signal_{i}", self.common["dtype"])
             if c["use_cross_gating"]:
                 skips, global_feature = L.CrossGatingBlock(
-                    (2**i) * F, block, grid, c["input_proj_factor"], c["dropout_rate"],
-                    upsample_y=True, name=f"stage_{s}_cross_gating_block_{i}", **self.common,
+                    self.width(i), block, grid, input_proj_factor=c["input_proj_factor"],
+                    dropout_rate=c["dropout_rate"], upsample_y=True,
+                    name=f"stage_{s}_cross_gating_block_{i}", **self.common,
                 )(signal, global_feature)
             else:
-                skips = self.conv((2**i) * F, 1, self.auto_name("Conv"))(signal)
-                skips = self.conv((2**i) * F, 3, self.auto_name("Conv"))(skips)
+                skips = self.conv(self.width(i), 1, self.auto_name("Conv"))(signal)
+                skips = self.conv(self.width(i), 3, self.auto_name("Conv"))(skips)
             skips_all.append(skips)
         return skips_all
 
@@ -552,26 +624,26 @@ class _Wiring:
         """The decoder levels, each fed all skip features resized to it; at the
         supervised scales a SAM (inner stages) or the output conv + input residual
         (last stage). Returns ``(outputs, decoder features, SAM features)``."""
-        c, F, depth = self.c, self.F, self.depth
+        c, depth = self.config, self.depth
         outputs, decs, sam_features = [], [], []
         for i in reversed(range(depth)):
             block, grid = _level_sizes(c, i)
             signal = _concat([
-                L.UpSampleRatio((2**i) * F, 2.0 ** (depth - j - 1 - i),
+                L.UpSampleRatio(self.width(i), 2.0 ** (depth - j - 1 - i),
                                 name=self.auto_name("UpSampleRatio"), **self.common)(skip)
                 for j, skip in enumerate(skip_features)
             ], f"stage_{s}_decoder_signal_{i}", self.common["dtype"])
             x = L.UNetDecoderBlock(
-                (2**i) * F, block, grid, c["num_groups"], c["lrelu_slope"],
-                input_proj_factor=c["input_proj_factor"],
+                self.width(i), block, grid, num_groups=c["num_groups"],
+                lrelu_slope=c["lrelu_slope"], input_proj_factor=c["input_proj_factor"],
                 channels_reduction=c["channels_reduction"], use_global_mlp=c["use_global_mlp"],
                 name=f"stage_{s}_decoder_block_{i}", **self.mlp, **self.common,
             )(x, bridge=signal)
             decs.append(x)
-            if i < self.S:
+            if i < self.num_scales:
                 if s < c["num_stages"] - 1:
                     sam, out = L.SAM(
-                        (2**i) * F, c["num_outputs"],
+                        self.width(i), c["num_outputs"],
                         name=f"stage_{s}_supervised_attention_module_{i}", **self.common,
                     )(x, shortcuts[i])
                     sam_features.append(sam)

@@ -355,6 +355,12 @@ class Restorer:
             whose padded size is more than this many times its own and over
             512 x 512 pixels (a degenerate aspect ratio such as 3 x 100 000, which
             pads to 32 x 100 000); pass ``tile`` for such images (None: no bound).
+        graph_form: ``"auto"`` (default: the model's own ``graph_form``, see
+            :class:`maxim_tf.MAXIM`), or ``"stock"``, ``"avx2"``, ``"portable"``:
+            the graph form of this Restorer's trace (same numerics up to float
+            rounding, speed depends on the machine; see
+            :func:`maxim_tf.fused.active_graph_form`). Anything but ``"auto"``
+            implies the Keras backend.
 
     Call it on an ``[H, W]``, ``[H, W, C]`` image or ``[N, H, W, C]`` batch,
     C = 1 (gray), 2 (gray + alpha), 3 (RGB) or 4 (RGBA), of dtype uint8,
@@ -375,19 +381,27 @@ class Restorer:
 
     def __init__(self, model_or_path, tile=None, overlap=64, ensemble=False, batch_size=4,
                  size_multiple=None, backend="auto", progress=True, precision="float32",
-                 max_pixels=DEFAULT_MAX_PIXELS, max_padding_factor=DEFAULT_MAX_PADDING_FACTOR):
+                 max_pixels=DEFAULT_MAX_PIXELS, max_padding_factor=DEFAULT_MAX_PADDING_FACTOR,
+                 graph_form="auto"):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}. "
                              f"Received: backend={backend!r}")
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}. "
                              f"Received: precision={precision!r}")
-        if precision != "float32":
-            if backend == "litert":
-                raise ValueError(f"precision={precision!r} runs on Keras; backend='litert' runs "
-                                 f"the float32 .tflite twin")
-            backend = "keras"
+        if graph_form != "auto":
+            from maxim_tf.fused import check_graph_form  # imports TensorFlow: only when asked
+
+            check_graph_form(graph_form)
+        for option, value, default in (("precision", precision, "float32"),
+                                       ("graph_form", graph_form, "auto")):
+            if value != default:
+                if backend == "litert":
+                    raise ValueError(f"{option}={value!r} runs on Keras; backend='litert' runs "
+                                     f"the float32 .tflite twin")
+                backend = "keras"
         self.precision = precision
+        self.graph_form = graph_form
         self._model = None
         self.model_path = None
         self.backend = "keras"
@@ -427,7 +441,7 @@ class Restorer:
         self.tile, self.overlap = self._check_tiling(tile, overlap)
         self.max_pixels = _positive_or_none(max_pixels, "max_pixels")
         self.max_padding_factor = _positive_or_none(max_padding_factor, "max_padding_factor")
-        self._predict_fn = predict_fn or _make_predict_fn(model_or_path)
+        self._predict_fn = predict_fn or _make_predict_fn(model_or_path, graph_form)
 
     @property
     def model(self):
@@ -668,27 +682,33 @@ def _with_precision(model, precision):
     return convert(precision)
 
 
-def _make_predict_fn(model):
+def _make_predict_fn(model, graph_form="auto"):
     """A function numpy NHWC float32 -> numpy NHWC float32 for ``model``."""
     import keras
 
     if isinstance(model, keras.Model):
         import tensorflow as tf
 
-        # One traced function per model, shared by all its Restorers: tracing MAXIM takes
-        # seconds, and with H, W, N dynamic one trace serves every shape. Stored with
-        # object.__setattr__ so Keras does not track it as model state.
-        cached = getattr(model, "_maxim_restore_predict", None)
-        if cached is None:
+        # One traced function per model and graph form, shared by all its Restorers:
+        # tracing MAXIM takes seconds, and with H, W, N dynamic one trace serves every
+        # shape. Stored with object.__setattr__ so Keras does not track it as model
+        # state (MAXIM's graph_form setter drops it).
+        traced = getattr(model, "_maxim_restore_predict", None)
+        if traced is None:
+            traced = {}
+            object.__setattr__(model, "_maxim_restore_predict", traced)
+        if graph_form not in traced:
+            from maxim_tf.fused import graph_form_scope
             from maxim_tf.model import padded_inputs
 
             def restore_padded(x):
-                with padded_inputs():  # the Restorer pads to the multiple itself
+                # The Restorer pads to the multiple itself; its graph_form (unless "auto")
+                # wins over the model's.
+                with padded_inputs(), graph_form_scope(graph_form):
                     return last_output(model(x, training=False))
 
             fn = tf.function(restore_padded,
                              input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
-            cached = lambda x: fn(tf.constant(x)).numpy()  # noqa: E731
-            object.__setattr__(model, "_maxim_restore_predict", cached)
-        return cached
+            traced[graph_form] = lambda x: fn(tf.constant(x)).numpy()
+        return traced[graph_form]
     return lambda x: np.asarray(last_output(model(x)), dtype=np.float32)

@@ -8,9 +8,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # tests/test_faststart.py turns it on where it is the point.
 os.environ.setdefault("MAXIM_TF_FASTSTART", "0")
 
+import maxim_tf  # noqa: E402
 from maxim_tf import allocator  # noqa: E402
 
 allocator.tune_malloc()  # as the maxim-tf command does, before TensorFlow allocates anything
+maxim_tf.prefer_onednn()  # as the maxim-tf command does, before TensorFlow loads
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -6,7 +6,7 @@ import json
 from conftest import TINY_CONFIG
 
 from maxim_tf.cli import main
-from maxim_tf.tools.benchmark import markdown_table, run_benchmark
+from maxim_tf.tools.benchmark import compute_device, markdown_table, run_benchmark
 
 
 def test_benchmark_writes_table_and_plot(tmp_path):
@@ -19,7 +19,9 @@ def test_benchmark_writes_table_and_plot(tmp_path):
     assert row["min_s"] > 0 and row["median_s"] >= row["min_s"]
     assert row["peak_rss_mb"] > 100  # TensorFlow alone takes more than this
     assert row["matmul_gflops"] > 1 and row["graph_gflop"] > 0
-    assert row["device"] == "CPU"  # this machine has no GPU; a GPU row names it
+    # Where the Keras row ran: "CPU", or on a machine with a GPU its name.
+    assert row["device"] == compute_device()
+    assert row["device"] == "CPU" or row["device"].startswith("GPU: ")
     table = (tmp_path / "out" / "results.md").read_text()
     assert "| tiny | keras-graph | 64² |" in table and "% of matmul peak" in table
     assert (tmp_path / "out" / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

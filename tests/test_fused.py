@@ -146,20 +146,9 @@ def test_conv_equals_keras(rng, strides, kernel):
     np.testing.assert_allclose(lrelu(x).numpy(), np.where(want > 0, want, 0.1 * want), rtol=1e-5, atol=1e-5)
 
 
-@pytest.fixture
-def conv_form(monkeypatch):
-    """Set ``MAXIM_TF_CONV`` for one test (the choice is cached per process)."""
-    def choose(form):
-        monkeypatch.setenv("MAXIM_TF_CONV", form)
-        fused.conv_form.cache_clear()
-    yield choose
-    monkeypatch.delenv("MAXIM_TF_CONV", raising=False)
-    fused.conv_form.cache_clear()
-
-
 @pytest.mark.parametrize("kernel,use_bias,activation", [(3, True, "leaky_relu"), (3, False, None), (5, True, None)])
 @pytest.mark.parametrize("dynamic", [False, True])
-def test_conv_rows_form_equals_keras(rng, conv_form, kernel, use_bias, activation, dynamic):
+def test_conv_rows_form_equals_keras(rng, kernel, use_bias, activation, dynamic):
     channels = fused.ROWS_MIN_CHANNELS  # the row form starts here
     layer = fused.Conv2D(7, kernel, use_bias=use_bias, activation=activation)
     _built(layer, channels)
@@ -171,28 +160,26 @@ def test_conv_rows_form_equals_keras(rng, conv_form, kernel, use_bias, activatio
     if activation:
         want = np.where(want > 0, want, 0.2 * want)
     spec = tf.TensorSpec([None, None, None, channels] if dynamic else x.shape, tf.float32)
-    conv_form("rows")
     fn = tf.function(lambda t: layer(t), input_signature=[spec])
-    types = {op.type for op in fn.get_concrete_function().graph.get_operations()}
+    with fused.graph_form_scope("avx2"):
+        types = {op.type for op in fn.get_concrete_function().graph.get_operations()}
     assert "Conv2D" not in types and "MatMul" in types, sorted(types)
     np.testing.assert_allclose(fn(x).numpy(), want, rtol=1e-4, atol=1e-4)
 
 
-def test_conv_rows_form_only_where_it_pays(rng, conv_form):
-    conv_form("rows")
+def test_conv_rows_form_only_where_it_pays(rng):
     spec = tf.TensorSpec([None, None, None, fused.ROWS_MIN_CHANNELS - 1], tf.float32)
-    for layer in (fused.Conv2D(4, 3), fused.Conv2D(4, 4, strides=2), fused.Conv2D(4, 1)):
-        _built(layer, fused.ROWS_MIN_CHANNELS - 1)
-        graph = tf.function(lambda t, layer=layer: layer(t)).get_concrete_function(spec).graph
-        assert "Conv2D" in {op.type for op in graph.get_operations()}
-    conv_form("native")
+    with fused.graph_form_scope("avx2"):
+        for layer in (fused.Conv2D(4, 3), fused.Conv2D(4, 4, strides=2), fused.Conv2D(4, 1)):
+            _built(layer, fused.ROWS_MIN_CHANNELS - 1)
+            graph = tf.function(lambda t, layer=layer: layer(t)).get_concrete_function(spec).graph
+            assert "Conv2D" in {op.type for op in graph.get_operations()}
     layer = _built(fused.Conv2D(4, 3), fused.ROWS_MIN_CHANNELS)
     spec = tf.TensorSpec([None, None, None, fused.ROWS_MIN_CHANNELS], tf.float32)
-    graph = tf.function(lambda t: layer(t)).get_concrete_function(spec).graph
-    assert "Conv2D" in {op.type for op in graph.get_operations()}
-    conv_form("winograd")
-    with pytest.raises(ValueError, match="MAXIM_TF_CONV must be one of"):
-        fused.conv_form()
+    for form in ("stock", "portable"):
+        with fused.graph_form_scope(form):
+            graph = tf.function(lambda t: layer(t)).get_concrete_function(spec).graph
+        assert "Conv2D" in {op.type for op in graph.get_operations()}
 
 
 @pytest.mark.parametrize("portable", [False, True])  # transposed conv / 1x1 conv + depth-to-space
@@ -322,47 +309,90 @@ def test_gmlp_layer_fuses_on_onednn(onednn, rng, tmp_path):
     assert any("FusedMatMul" in op for op in ops), sorted(ops)
     # Either form: no tanh pass (oneDNN's AVX2 tanh is the slow part of the fused GELU).
     assert not {"Tanh", "_MklTanh"} & ops, "GELU was not fused into the matmul"
-    if fused.gelu_form() == "sigmoid":
+    if fused.active_graph_form() == "avx2":
         assert "Sigmoid" in ops, sorted(ops)
 
 
-@pytest.fixture
-def gelu_form(monkeypatch):
-    """Set ``MAXIM_TF_GELU`` for one test (the choice is cached per process)."""
-    def choose(form):
-        monkeypatch.setenv("MAXIM_TF_GELU", form)
-        fused.gelu_form.cache_clear()
-    yield choose
-    monkeypatch.delenv("MAXIM_TF_GELU", raising=False)
-    fused.gelu_form.cache_clear()
-
-
-@pytest.mark.parametrize("form", fused.GELU_FORMS)
-def test_both_gelu_forms_equal_the_tanh_formula(gelu_form, form):
-    gelu_form(form)
-    assert fused.gelu_form() == form
+@pytest.mark.parametrize("form", fused.GRAPH_FORMS)
+def test_gelu_equals_the_tanh_formula_in_every_form(form):
     y = np.linspace(-16, 16, 200001).astype("float32")
     fn = tf.function(fused.gelu, input_signature=[tf.TensorSpec([None], tf.float32)])
+    with fused.graph_form_scope(form):
+        assert fused.active_graph_form() == form
+        graph = fn.get_concrete_function().graph
+    # Only the avx2 form writes it with a sigmoid; TFLite/ONNX traces keep the builtin GELU.
+    assert ("Sigmoid" in {op.type for op in graph.get_operations()}) == (form == "avx2")
     np.testing.assert_allclose(fn(y).numpy(), _gelu_tanh(y.astype(np.float64)), rtol=0, atol=1.5e-6)
-    with fused.portable_graph():  # TFLite/ONNX traces keep the builtin GELU
-        graph = tf.function(fused.gelu).get_concrete_function(tf.TensorSpec([None], tf.float32)).graph
-    assert "Sigmoid" not in {op.type for op in graph.get_operations()}
 
 
-def test_gelu_form_override_is_validated(gelu_form):
-    gelu_form("tanh")
-    with pytest.raises(ValueError, match="MAXIM_TF_GELU must be one of"):
-        fused.gelu_form()
-
-
-def test_gmlp_layer_equal_in_both_gelu_forms(rng, gelu_form):
+def test_gmlp_layer_equal_in_every_graph_form(rng):
     layer = _built(L.GmlpLayer("grid", 2))
     x = tf.constant(rng.normal(size=(1, 8, 8, 8)).astype("float32"))
     outs, op_types = {}, {}
-    for form in fused.GELU_FORMS:
-        gelu_form(form)
+    for form in fused.GRAPH_FORMS:
         fn = tf.function(lambda t: layer(t), input_signature=[DYNAMIC])
+        with fused.graph_form_scope(form):
+            op_types[form] = {op.type for op in fn.get_concrete_function().graph.get_operations()}
         outs[form] = fn(x).numpy()
-        op_types[form] = {op.type for op in fn.get_concrete_function().graph.get_operations()}
-    assert "Sigmoid" in op_types["sigmoid"] and "Sigmoid" not in op_types["fused"]
-    np.testing.assert_allclose(outs["sigmoid"], outs["fused"], rtol=0, atol=1e-5)
+    assert "Sigmoid" in op_types["avx2"] and "Sigmoid" not in op_types["stock"]
+    np.testing.assert_allclose(outs["avx2"], outs["stock"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(outs["portable"], outs["stock"], rtol=0, atol=1e-5)
+
+
+# -- choosing the graph form ------------------------------------------------------------------
+
+AVX2 = {"sse4_2", "avx", "avx2", "fma"}
+
+
+@pytest.mark.parametrize("machine,flags,onednn,want", [
+    ("x86_64", AVX2, True, "avx2"),  # AMD Zen 2/3, Intel before AVX-512, oneDNN on
+    ("AMD64", AVX2, True, "avx2"),  # Windows spelling
+    ("x86_64", AVX2 | {"avx512f", "avx512bw"}, True, "stock"),  # AVX-512: oneDNN's fast paths
+    ("x86_64", AVX2, False, "stock"),  # Eigen kernels (TF_ENABLE_ONEDNN_OPTS=0)
+    ("x86_64", {"sse4_2", "avx"}, True, "stock"),  # no AVX2
+    ("x86_64", None, True, "stock"),  # flags unknown (no /proc/cpuinfo)
+    ("aarch64", {"asimd", "sve"}, True, "stock"),
+    ("arm64", None, False, "stock"),
+])
+def test_choose_graph_form(machine, flags, onednn, want):
+    assert fused.choose_graph_form(machine, flags, onednn) == want
+
+
+@pytest.fixture
+def no_form_env(monkeypatch):
+    for name in (fused.GRAPH_FORM_ENV, "MAXIM_TF_GELU", "MAXIM_TF_CONV"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def test_default_graph_form_is_the_machine_choice_or_the_environment(no_form_env):
+    assert fused.default_graph_form() == fused.choose_graph_form(*fused.machine_facts())
+    assert fused.active_graph_form() == fused.default_graph_form()
+    no_form_env.setenv(fused.GRAPH_FORM_ENV, "auto")
+    assert fused.default_graph_form() == fused.choose_graph_form(*fused.machine_facts())
+    for form in fused.GRAPH_FORMS:
+        no_form_env.setenv(fused.GRAPH_FORM_ENV, form.upper())
+        assert fused.default_graph_form() == form == fused.resolve_graph_form("auto")
+        assert fused.resolve_graph_form("stock") == "stock"  # an explicit setting wins
+    no_form_env.setenv(fused.GRAPH_FORM_ENV, "fast")
+    with pytest.raises(ValueError, match="MAXIM_TF_GRAPH_FORM must be one of"):
+        fused.default_graph_form()
+
+
+def test_removed_variables_are_refused_with_their_replacement(no_form_env):
+    no_form_env.setenv("MAXIM_TF_GELU", "fused")
+    with pytest.raises(ValueError, match="MAXIM_TF_GELU no longer exist.*MAXIM_TF_GRAPH_FORM=stock"):
+        fused.default_graph_form()
+
+
+def test_graph_form_scope_outermost_wins_and_auto_is_transparent(no_form_env):
+    with pytest.raises(ValueError, match="graph_form must be one of"):
+        with fused.graph_form_scope("sigmoid"):
+            pass
+    with fused.graph_form_scope("auto"):
+        assert fused.active_graph_form() == fused.default_graph_form()
+    with fused.portable_graph():
+        with fused.graph_form_scope("avx2"):  # e.g. a MAXIM's own setting, inside an export
+            assert fused.is_portable()
+        assert fused.active_graph_form() == "portable"
+    assert not fused.is_portable()

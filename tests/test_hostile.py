@@ -1131,9 +1131,8 @@ def test_restore_beam_glob_with_a_closed_class_still_matches(tmp_path):
 
 # ---------------------------------------------------------------- 35.10 library errors keep their cause
 
-# The only `raise ... from None` left in the library, each with why: argparse types (argparse
-# prints only the message; the int()/float() error adds nothing), and the archive check of
-# modelfile.py (left to the change that adds the zip member size checks there).
+# The only `raise ... from None` left in the library: argparse types (argparse prints only
+# the message; the int()/float() error adds nothing).
 _FROM_NONE_ALLOWED = {
     "maxim_tf/commands/_common.py": 3,
     "maxim_tf/commands/export.py": 1,

@@ -1,7 +1,7 @@
 """Dependencies point one way: the core modules import no tool, exporter or training code.
 
-Core is every module directly in ``maxim_tf/`` (layers, model, ops, presets, restore,
-image_io, metrics, hub, padding, litert, ...) except the command line (``cli.py``,
+Core is every module directly in ``maxim_tf/`` (layers, model, partition, resize, presets,
+restore, image_io, metrics, hub, padding, litert, ...) except the command line (``cli.py``,
 ``__main__.py``). Above the core sit ``maxim_tf.conversion`` (conversion/),
 ``maxim_tf.export`` (export/), ``maxim_tf.training`` (training/), the tools of
 ``maxim_tf/tools/`` (the benchmarks) and the command line; they may import the core,
@@ -62,7 +62,8 @@ def violations(path, forbidden=FORBIDDEN, allowed=()):
 
 def test_the_core_is_found():
     names = {p.name for p in CORE}
-    assert {"layers.py", "model.py", "restore.py", "hub.py", "litert.py", "image_io.py"} <= names
+    assert {"layers.py", "model.py", "partition.py", "resize.py", "restore.py", "hub.py", "litert.py",
+            "image_io.py"} <= names
     assert not names & FRONT_END
 
 
@@ -90,3 +91,13 @@ def test_the_check_catches_lazy_and_from_imports(tmp_path):
     assert [b.split(" imports ")[1] for b in bad] == [
         "maxim_tf.export", "maxim_tf.training.trainer", "maxim_tf.tools.quality",
         "maxim_tf.tools.quality.run_quality"]
+
+
+@pytest.mark.parametrize("name", ["layers.py", "model.py"])
+def test_network_calls_name_their_arguments_after_the_third(name):
+    """The blocks take many arguments of one type (sizes, factors, rates, flags): a call
+    in the network code passes at most three positionally, the rest by keyword."""
+    tree = ast.parse((PACKAGE / name).read_text(encoding="utf-8"))
+    bad = [f"{name}:{node.lineno} {ast.unparse(node.func)}(...) passes {len(node.args)} positionally"
+           for node in ast.walk(tree) if isinstance(node, ast.Call) and len(node.args) > 3]
+    assert not bad, "\n".join(bad)

@@ -1,5 +1,8 @@
 """Single-layer checks of the Flax parity traps, and layer serialization."""
 
+import importlib
+import pathlib
+
 import keras
 import numpy as np
 import pytest
@@ -7,7 +10,7 @@ import tensorflow as tf
 from layer_checks import check_layer
 
 import maxim_tf
-from maxim_tf import fused
+from maxim_tf import fused, padding
 from maxim_tf import layers as L
 from maxim_tf.conversion.checkpoint import to_keras
 
@@ -70,7 +73,8 @@ def test_down_conv_same_padding(rng):
 
 
 # (class, constructor arguments, input shapes, trainable weight tensors); every
-# layer of maxim_tf.layers and maxim_tf.fused is here (test_every_layer_is_checked).
+# layer class the package defines is here or in CHECKED_ELSEWHERE
+# (test_every_layer_is_checked finds them all).
 LAYER_CASES = [
     (L.MlpBlock, dict(mlp_dim=8), [(1, 8, 8, 4)], 4),
     (L.ChannelAttention, dict(features=8, reduction=4), [(1, 8, 8, 8)], 4),
@@ -96,7 +100,11 @@ LAYER_CASES = [
     (fused.SpatialDense, dict(axis="grid", size=(2, 2)), [(1, 4, 4, 8)], 2),
     (fused.Conv2D, dict(filters=6, kernel_size=3, activation="leaky_relu"), [(1, 4, 4, 8)], 2),
     (fused.LayerNormalization, dict(epsilon=1e-6), [(1, 4, 4, 8)], 2),
+    (fused.Conv2DTranspose, dict(filters=6), [(1, 4, 4, 8)], 2),
 ]
+# Weightless layers with their own tests (nothing to train).
+CHECKED_ELSEWHERE = {padding.PadToMultiple: "tests/test_any_size.py",
+                     padding.CropToInput: "tests/test_any_size.py"}
 
 
 @pytest.mark.parametrize("cls,kwargs,shapes,num_weights", LAYER_CASES,
@@ -113,9 +121,20 @@ def test_layer(rng, cls, kwargs, shapes, num_weights):
 
 
 def test_every_layer_is_checked():
-    checked = {c for c, *_ in LAYER_CASES}
-    assert set(L.LAYERS) <= checked, set(L.LAYERS) - checked
-    assert {fused.Dense, fused.SpatialDense, fused.Conv2D, fused.LayerNormalization} <= checked
+    checked = {c for c, *_ in LAYER_CASES} | set(CHECKED_ELSEWHERE)
+    defined = set()
+    for path in sorted(pathlib.Path(maxim_tf.__file__).parent.glob("*.py")):
+        source = path.read_text(encoding="utf-8")
+        if "keras" not in source or path.stem.startswith("__"):
+            continue
+        module = importlib.import_module(f"maxim_tf.{path.stem}")
+        defined |= {obj for obj in vars(module).values()
+                    if isinstance(obj, type) and issubclass(obj, keras.layers.Layer)
+                    and not issubclass(obj, keras.Model) and obj.__module__ == module.__name__
+                    and not obj.__name__.startswith("_")}
+    assert {fused.Conv2DTranspose, L.SAM, padding.CropToInput} <= defined  # the scan works
+    assert defined <= checked, sorted(c.__name__ for c in defined - checked)
+    assert set(L.LAYERS) <= checked
 
 
 def test_variants_exist():

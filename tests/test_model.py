@@ -1,5 +1,7 @@
 """Shape freedom, size errors, output modes, .keras round trip, XLA."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -7,6 +9,8 @@ import tensorflow as tf
 from conftest import TINY_CONFIG
 
 import maxim_tf
+from maxim_tf import fused
+from maxim_tf.errors import ModelFileError
 
 
 def test_one_model_any_size_and_batch(tiny_model, rng):
@@ -81,6 +85,65 @@ def test_dynamic_shapes_in_one_graph(converted_tiny2s, rng):
         x = rng.uniform(0, 1, shape).astype("float32")
         np.testing.assert_allclose(np.asarray(fn(x)), np.asarray(tiny_model(x)), atol=1e-5)
     assert len(fn._list_all_concrete_functions()) == 1
+
+
+def _sigmoids(fn):
+    return sum(op.type == "Sigmoid" for op in fn.get_concrete_function().graph.get_operations())
+
+
+def test_graph_form_is_a_runtime_option(converted_tiny2s, rng):
+    model = maxim_tf.MAXIM(**converted_tiny2s.maxim_config, graph_form="avx2")
+    model.copy_weights_from(converted_tiny2s)
+    assert model.graph_form == "avx2" and converted_tiny2s.graph_form == "auto"
+    assert "graph_form" not in model.get_config()  # a saved file does not carry it
+    assert maxim_tf.MAXIM.from_config(model.get_config()).graph_form == "auto"
+    assert model.with_any_size(True).graph_form == "avx2"
+    assert model.with_precision("bfloat16").graph_form == "avx2"
+    spec = [tf.TensorSpec([None, None, None, 3], tf.float32)]
+    x = rng.uniform(0, 1, (1, 64, 64, 3)).astype("float32")
+    traced = {}
+    for form in ("avx2", "stock"):
+        model.graph_form = form
+        traced[form] = tf.function(lambda t: model(t, training=False), input_signature=spec)
+        assert traced[form].get_concrete_function() is not None
+    # GELU written with a sigmoid (SAM and channel attention have sigmoids in every form).
+    assert _sigmoids(traced["avx2"]) > _sigmoids(traced["stock"])
+    np.testing.assert_allclose(traced["avx2"](x).numpy(), traced["stock"](x).numpy(), atol=1e-5)
+    with fused.graph_form_scope("stock"):  # the tracing code's scope wins
+        model.graph_form = "avx2"
+        assert _sigmoids(tf.function(lambda t: model(t), input_signature=spec)) \
+            == _sigmoids(traced["stock"])
+    with pytest.raises(ValueError, match="graph_form must be one of"):
+        model.graph_form = "fused"
+    with pytest.raises(ValueError, match="graph_form must be one of"):
+        maxim_tf.MAXIM(**TINY_CONFIG, graph_form="rows")
+
+
+def test_restorer_graph_form(converted_tiny2s, rng):
+    x = rng.uniform(0, 1, (50, 70, 3)).astype("float32")
+    plain = maxim_tf.Restorer(converted_tiny2s)(x)
+    restorer = maxim_tf.Restorer(converted_tiny2s, graph_form="avx2")
+    assert restorer.backend == "keras" and restorer.graph_form == "avx2"
+    np.testing.assert_allclose(restorer(x), plain, atol=1e-5)
+    assert {"auto", "avx2"} <= set(converted_tiny2s._maxim_restore_predict)  # one trace per form
+    with pytest.raises(ValueError, match="graph_form must be one of"):
+        maxim_tf.Restorer(converted_tiny2s, graph_form="sigmoid")
+    with pytest.raises(ValueError, match="graph_form='stock' runs on Keras"):
+        maxim_tf.Restorer("denoise", backend="litert", graph_form="stock")
+
+
+def test_untrained_from_a_json_config(tmp_path):
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(TINY_CONFIG))
+    a, b = maxim_tf.MAXIM.untrained(path), maxim_tf.MAXIM.untrained(str(path))
+    assert a.maxim_config == b.maxim_config and a.maxim_config["features"] == TINY_CONFIG["features"]
+    for u, v in zip(a.weights, b.weights):  # seeded: the same random weights
+        np.testing.assert_array_equal(u.numpy(), v.numpy())
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(ModelFileError, match="must be an object"):
+        maxim_tf.MAXIM.untrained(tmp_path / "list.json")
+    with pytest.raises(ModelFileError, match="not a readable JSON"):
+        maxim_tf.MAXIM.untrained(tmp_path / "missing.json")
 
 
 @pytest.mark.parametrize("bad", [dict(num_supervision_scales=4), dict(features=6),
