@@ -115,7 +115,8 @@ def int8_speed(data, threads, rounds, log):
     import ship_models
 
     from maxim_tf import hub
-    from maxim_tf.export.tflite import TFLiteRunner, export_tflite_set
+    from maxim_tf.export.tflite import export_tflite_set
+    from maxim_tf.litert import TFLiteRunner
 
     files = {"dynamic fp32": REPO / "saved_models" / "denoise_fp32.tflite",
              "dynamic int8": REPO / "saved_models" / "denoise_int8.tflite"}

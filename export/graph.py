@@ -17,13 +17,11 @@ import tensorflow as tf
 from maxim_tf._utils import last_output
 
 # One implementation of the official padding rule, shared with Restorer and the
-# any-size model (re-exported here for the exporters).
-from maxim_tf.padding import (  # noqa: F401
+# any-size model.
+from maxim_tf.padding import (
     crop,
     image_size,
-    pad_indices,
     pad_to_multiple,
-    padding_plan,
 )
 
 

@@ -6,22 +6,13 @@ import os
 import pathlib
 import shutil
 
-from maxim_tf import fileio, image_io
-from maxim_tf.fileio import current_umask  # noqa: F401  (used by the exporters)
+from maxim_tf import image_io
 
 # Largest fixed input (N x H x W pixels, and each side) of a TFLite export with an input
 # size: the converter folds size-dependent constants, so its memory follows the fixed
 # size (an unbounded 100000x100000 took 12 GB and climbing before anything was written).
 MAX_FIXED_INPUT_PIXELS = 4096 * 4096
 MAX_FIXED_INPUT_SIDE = 16384
-
-
-def atomic_write_bytes(path, data):
-    """Write ``data`` to ``path`` (parent folders created) through a temp file and a rename."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fileio.atomic_write_bytes(path, data)
-    return path
 
 
 def atomic_replace_dir(tmp_dir, final_dir, overwrite=False):

@@ -23,7 +23,6 @@ import tensorflow as tf
 
 from maxim_tf import fileio, fused
 from maxim_tf.export import graph
-from maxim_tf.export.io import atomic_write_bytes
 
 TEMP_PREFIX = ".maxim_onnx_tmp_"
 
@@ -59,7 +58,7 @@ def export_onnx(model, path, opset=DEFAULT_OPSET):
             if status != 0 or not os.path.exists(result):
                 raise RuntimeError(f"ONNX conversion (opset {opset}) failed: the converter "
                                    f"process exited with status {status}")
-            return atomic_write_bytes(path, pathlib.Path(result).read_bytes())
+            return pathlib.Path(fileio.atomic_write_bytes(path, pathlib.Path(result).read_bytes()))
     except BaseException:
         fileio.remove_empty_dirs(created)
         raise

@@ -40,7 +40,8 @@ import tensorflow as tf
 
 from maxim_tf import fileio
 from maxim_tf.export import graph
-from maxim_tf.export.io import atomic_replace_dir, current_umask
+from maxim_tf.export.io import atomic_replace_dir
+from maxim_tf.fileio import current_umask
 
 DEFAULT_SIGNATURE = "serving_default"
 BYTES_SIGNATURE = "serving_bytes"

@@ -31,24 +31,19 @@ import tensorflow as tf
 
 from maxim_tf import fileio, fused
 from maxim_tf.export import graph
-from maxim_tf.export.io import (  # noqa: F401  (the checks run before TensorFlow in the CLI)
-    MAX_FIXED_INPUT_PIXELS,
-    MAX_FIXED_INPUT_SIDE,
-    atomic_write_bytes,
+from maxim_tf.export.io import (
     check_fixed_input,
     check_representative_data,
     load_images,
 )
-from maxim_tf.litert import (  # noqa: F401  (the runner and the int8 XNNPACK checks live there)
+from maxim_tf.litert import (
     _QUANTIZED_CONTRACTIONS,
     INPUT_NAME,
     OUTPUT_NAME,
     SIGNATURE,
-    TFLiteRunner,
     _degenerate_contractions,
     _model_ops,
     _scales,
-    xnnpack_compatible,
 )
 
 QUANTIZATIONS = ("fp32", "fp16", "dynamic", "int8")
@@ -177,7 +172,7 @@ def _convert_all(model, paths, shape, input_size, representative_data, num_calib
                            for i in range(len(samples))]
         flatbuffer = _convert(saved_model, quantization, samples, int8_io)
         flatbuffer = describe(flatbuffer, model_info(model, quantization, int8_io, shape))
-        written[quantization] = atomic_write_bytes(path, flatbuffer)
+        written[quantization] = pathlib.Path(fileio.atomic_write_bytes(path, flatbuffer))
 
 
 METADATA_NAME = "maxim_tf"

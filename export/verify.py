@@ -104,7 +104,7 @@ def runners(fmt, path, quantization=None):
             "savedmodel-tf1": lambda x: tf1.run({"images": x})["restored"],
         }
     if fmt == "tflite":
-        from maxim_tf.export.tflite import TFLiteRunner
+        from maxim_tf.litert import TFLiteRunner
 
         return {f"tflite-{quantization or 'fp32'}": TFLiteRunner(path)}
     if fmt == "onnx":

@@ -48,7 +48,6 @@ _LAZY = {
     "MAXIM": "maxim_tf.model",
     "Restorer": "maxim_tf.restore",
     "VARIANTS": "maxim_tf.presets",
-    "CHECKPOINTS": "maxim_tf.presets",
     "variant_config": "maxim_tf.presets",
     "MaximError": "maxim_tf.errors",
     "load_model": "maxim_tf.hub",

@@ -7,12 +7,23 @@ The one home of:
   list/tuple of every stage and scale (the restored image is the last one);
 * :func:`env_number` -- a number read from an environment variable (every numeric
   environment variable maxim_tf reads goes through it, so a bad value is an error
-  naming the variable and the value).
+  naming the variable and the value);
+* :data:`PRECISIONS` and :data:`BACKENDS` -- the compute precisions and the runtimes a
+  model can run on (``MAXIM.with_precision``, ``Restorer``, ``--precision``,
+  ``--backend``).
 """
 
 import math
 import numbers
 import os
+
+# Compute precision -> the Keras dtype policy of the layers (layer-norm statistics stay
+# float32 in bfloat16). Here, not in model.py, so that restore.py and the command line
+# need no Keras import to check a value.
+PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
+# "auto": shipped models and models with a verified fast-start twin run on LiteRT,
+# others on Keras (see maxim_tf.restore.Restorer).
+BACKENDS = ("auto", "keras", "litert")
 
 
 def pair(value):

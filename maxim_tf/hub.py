@@ -46,7 +46,7 @@ from maxim_tf import fileio
 from maxim_tf import presets as presets_lib
 from maxim_tf._utils import env_number
 from maxim_tf.errors import DownloadError, ModelNotFoundError, UsageError
-from maxim_tf.fileio import sha256_file  # noqa: F401  (also used as hub.sha256_file)
+from maxim_tf.fileio import sha256_file
 
 MODEL_DIR_ENV = "MAXIM_TF_MODEL_DIR"
 HOME_ENV = "MAXIM_TF_HOME"

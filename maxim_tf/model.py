@@ -8,13 +8,12 @@ import numpy as np
 
 from maxim_tf import fused, padding, partition
 from maxim_tf import layers as L
+from maxim_tf._utils import PRECISIONS
 from maxim_tf.presets import VARIANTS, variant_config
 from maxim_tf.tracing import TraceSwitch
 
 _TUPLE_KEYS = ("block_size_hr", "block_size_lr", "grid_size_hr", "grid_size_lr")
 _PADDED = TraceSwitch("padded_inputs")
-# Compute precisions of MAXIM.with_precision / Restorer(precision=...) -> Keras dtype policy.
-PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 
 
 def padded_inputs():

@@ -168,11 +168,6 @@ SHIPPED_PRESETS = [
            description="defocus / Gaussian deblurring (saved_models/deblur.md)"),
 ]
 
-# Kept for code that read the table as tuples:
-# (task, evaluated on, checkpoint folder, variant, PSNR, SSIM).
-CHECKPOINTS = [(p.task, bench, p.dataset, p.variant, psnr, ssim)
-               for p in OFFICIAL_PRESETS for bench, (psnr, ssim) in p.results.items()]
-
 
 def name_problem(name):
     """Why ``name`` cannot be a preset name (a string), or None if it can.

@@ -39,7 +39,7 @@ import os
 
 import numpy as np
 
-from maxim_tf._utils import last_output, pair
+from maxim_tf._utils import BACKENDS, PRECISIONS, last_output, pair
 from maxim_tf.errors import MaximError
 
 # Tolerance for float inputs slightly outside [0, 1] (e.g. a previous model output).
@@ -50,8 +50,6 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 # (same outputs to float precision, no TensorFlow import, no tracing), except on a
 # machine with an NVIDIA GPU and TensorFlow's CUDA libraries (the [gpu] extra), where
 # Keras runs them on the GPU; "keras": always Keras.
-BACKENDS = ("auto", "keras", "litert")
-PRECISIONS = ("float32", "bfloat16")  # maxim_tf.model.PRECISIONS (restore imports no Keras at import time)
 BACKEND_ENV = "MAXIM_TF_BACKEND"
 
 
@@ -75,13 +73,7 @@ PADDING_FREE_PIXELS = 1 << 18  # 512 x 512
 # Model resolution: one resolver for paths, saved names and presets (maxim_tf.hub).
 # ----------------------------------------------------------------------------------------
 
-from maxim_tf.hub import (  # noqa: E402,F401  (kept here for callers)
-    MODEL_DIR_ENV,
-    available_models,
-    load_model,
-    model_dirs,
-    resolve_model,
-)
+from maxim_tf.hub import load_model, resolve_model  # noqa: E402
 
 # ----------------------------------------------------------------------------------------
 # Padding (the official rule of maxim_tf.padding, applied to numpy arrays), cropping,

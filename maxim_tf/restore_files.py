@@ -2,16 +2,25 @@
 
 Expanding inputs into jobs, checking the output folder, refusing outputs that would
 destroy an input (or skip existing ones), and restoring one file with its format,
-bit depth, alpha and ICC profile kept. The command only parses flags, loops with a
-progress bar and prints the summary.
+bit depth, alpha and ICC profile kept, and restoring a whole list of them
+(:func:`restore_paths`, a bad file reported and the rest restored). The command only
+parses flags and prints the summary; the Beam pipeline reports failures with the same
+:func:`describe_error`.
+
+Example:
+    >>> jobs, missing = collect_inputs(["photos/"], recursive=True)
+    >>> result = restore_paths(maxim_tf.Restorer("denoise"), jobs, "restored/")
+    >>> result.restored, result.failures
 """
 
+import dataclasses
 import os
 import pathlib
+import sys
 import tempfile
 import time
 
-from maxim_tf import fileio, image_io
+from maxim_tf import errors, fileio, image_io
 
 
 def collect_inputs(inputs, recursive=False):
@@ -130,3 +139,77 @@ def restore_file(restorer, src, dst_stem, output_dir, *, claimed, inputs=None, c
     image_io.write_image(dst, restored, alpha=image.alpha, format=fmt, quality=jpeg_quality,
                          icc_profile=image.icc_profile)
     return dst, image.megapixels, seconds
+
+
+def describe_error(src, error):
+    """One line naming the file and the problem (``restore``, ``eval`` and the Beam
+    pipeline print it so)."""
+    text = str(error)
+    if errors.is_out_of_memory(error):
+        text = "out of memory while restoring; use --tile (e.g. --tile 512) or a smaller --tile-batch"
+    return text if text.startswith(str(src)) else f"{src}: {text}"
+
+
+@dataclasses.dataclass
+class BatchResult:
+    """What :func:`restore_paths` did: counts, the failure lines, megapixels and compute seconds."""
+
+    restored: int = 0
+    skipped: int = 0
+    failures: list = dataclasses.field(default_factory=list)
+    megapixels: float = 0.0
+    seconds: float = 0.0
+
+
+def restore_paths(restorer, jobs, output_dir, *, missing=(), created=None, image_format="same",
+                  jpeg_quality=image_io.JPEG_QUALITY, max_pixels=image_io.DEFAULT_MAX_PIXELS,
+                  overwrite=False, progress=False, report=None):
+    """Restore ``(source, output stem)`` jobs (from :func:`collect_inputs`) into ``output_dir``.
+
+    A file that fails becomes one line of ``result.failures`` (see :func:`describe_error`)
+    and the batch goes on; an existing output is skipped unless ``overwrite``.
+
+    Args:
+        restorer: a :class:`maxim_tf.Restorer` (any callable uint8/uint16 HWC -> same).
+        jobs: ``(source path, output stem)`` pairs.
+        output_dir: the output folder (see :func:`check_output_dir`).
+        missing: inputs that did not exist (each becomes a failure line first).
+        created: receives the folders made for the outputs.
+        image_format, jpeg_quality, max_pixels, overwrite: as :func:`restore_file`.
+        progress: show a progress bar on stderr.
+        report: called with each failure or warning line as it happens (default: printed
+            to stderr, above the progress bar).
+
+    Returns:
+        A :class:`BatchResult`.
+    """
+    from tqdm import tqdm
+
+    if report is None:
+        def report(line):
+            tqdm.write(line, file=sys.stderr)
+    result = BatchResult(failures=[f"{m}: no such file or directory" for m in missing])
+    for line in result.failures:
+        report(line)
+    inputs = {os.path.realpath(src): str(src) for src, _ in jobs}
+    claimed = {}
+    bar = tqdm(jobs, unit="img", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    for src, stem in bar:
+        bar.set_postfix_str(src.name, refresh=False)
+        try:
+            _, mp, sec = restore_file(
+                restorer, src, stem, output_dir, claimed=claimed, inputs=inputs, created=created,
+                image_format=image_format, jpeg_quality=jpeg_quality, max_pixels=max_pixels,
+                overwrite=overwrite, warn=report)
+        except SkipExisting:
+            result.skipped += 1
+            continue
+        except Exception as e:  # noqa: BLE001 - report, keep going with the rest of the batch
+            result.failures.append(describe_error(src, e))
+            report(result.failures[-1])
+            continue
+        result.restored += 1
+        result.megapixels += mp
+        result.seconds += sec
+    bar.close()
+    return result

@@ -240,3 +240,27 @@ def test_small_maxim_keras_file_end_to_end(tmp_path, capsys, monkeypatch):
     assert rc == 0, capsys.readouterr().err
     out = image_io.read_image(tmp_path / "o" / "1.png")
     assert out.pixels.shape == image_io.read_image(src).pixels.shape
+
+
+def test_restore_paths_is_the_library_loop_of_the_command(tmp_path):
+    """A Python user restores a folder as the command does: bad files reported, the rest
+    restored, existing outputs skipped (maxim_tf.restore_files.restore_paths)."""
+    from maxim_tf.restore_files import collect_inputs, restore_paths
+
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    shutil.copy(SAMPLE_IMAGES / "deraining" / "1.png", src / "a.png")
+    shutil.copy(SAMPLE_IMAGES / "deraining" / "0.jpg", src / "sub" / "b.jpg")
+    (src / "bad.png").write_bytes(b"not an image")
+    jobs, missing = collect_inputs([src, tmp_path / "absent.png"], recursive=True)
+    lines = []
+    identity = lambda pixels: pixels  # noqa: E731
+    result = restore_paths(identity, jobs, tmp_path / "out", missing=missing, report=lines.append)
+    assert (result.restored, result.skipped) == (2, 0)
+    assert len(result.failures) == 2 and lines == result.failures
+    assert any("absent.png: no such file" in f for f in result.failures)
+    assert any(f.startswith(str(src / "bad.png")) for f in result.failures)
+    assert sorted(p.relative_to(tmp_path / "out").as_posix()
+                  for p in (tmp_path / "out").rglob("*.*")) == ["a.png", "sub/b.jpg"]
+    again = restore_paths(identity, jobs, tmp_path / "out", report=lines.append)
+    assert (again.restored, again.skipped) == (0, 2)

@@ -62,7 +62,7 @@ def test_api_rejects_unknown_format_and_bad_options(keras_file, tmp_path):
 
 def test_cli_fixed_size_uint8_int8_tflite_verified_then_other_size_refused(keras_file, tmp_path,
                                                                             capsys):
-    from maxim_tf.export.tflite import TFLiteRunner
+    from maxim_tf.litert import TFLiteRunner
 
     out = tmp_path / "tiny_int8_80x48.tflite"
     code = main(["export", str(keras_file), "--to", "tflite", "--quantize", "int8", "--int8-io", "uint8",

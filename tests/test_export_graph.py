@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from maxim_tf import padding
 from maxim_tf.export import graph
 
 
@@ -27,16 +28,16 @@ def official_pad(image, multiple):
 def test_pad_matches_official_and_crop_round_trips(h, w, rng):
     image = rng.random((h, w, 3)).astype(np.float32)
     expected, offset = official_pad(image, 32)
-    padded, got_offset = graph.pad_to_multiple(tf.constant(image[None]), (32, 32))
+    padded, got_offset = padding.pad_to_multiple(tf.constant(image[None]), (32, 32))
     np.testing.assert_array_equal(padded.numpy()[0], expected)
     assert tuple(int(v) for v in got_offset) == offset
-    cropped = graph.crop(padded, got_offset, (h, w)).numpy()[0]
+    cropped = padding.crop(padded, got_offset, (h, w)).numpy()[0]
     np.testing.assert_array_equal(cropped, image)
 
 
 def test_pad_with_dynamic_shape_and_unequal_multiples(rng):
     images = rng.random((2, 45, 70, 3)).astype(np.float32)
-    fn = tf.function(lambda x: graph.pad_to_multiple(x, (16, 64))[0],
+    fn = tf.function(lambda x: padding.pad_to_multiple(x, (16, 64))[0],
                      input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
     out = fn(images).numpy()
     assert out.shape == (2, 48, 128, 3)

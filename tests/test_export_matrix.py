@@ -19,9 +19,10 @@ from PIL import Image
 from maxim_tf.export import export_model, verify
 from maxim_tf.export import onnx as onnx_export
 from maxim_tf.export import savedmodel as sm
-from maxim_tf.export.io import current_umask
-from maxim_tf.export.tflite import TFLiteRunner, export_tflite_set
+from maxim_tf.export.tflite import export_tflite_set
+from maxim_tf.fileio import current_umask
 from maxim_tf.image_io import to_uint8
+from maxim_tf.litert import TFLiteRunner
 
 MAX_PIXELS = 128 * 128
 TFLITE = ("fp32", "fp16", "int8")

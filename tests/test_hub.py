@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import FIXTURES
 
-from maxim_tf import hub
+from maxim_tf import fileio, hub
 from maxim_tf.errors import DownloadError
 
 OFFICIAL = FIXTURES / "official"
@@ -150,7 +150,7 @@ def test_download_convert_restore_then_cache(env, server, tmp_path, capsys):
                            f"presets/{PRESET}/manifest.json", f"presets/{PRESET}/model.keras"]
     manifest = json.loads((entry / "manifest.json").read_text())
     assert manifest["url"] == f"{server.url('ok')}/{PATH}"
-    assert manifest["checkpoint"]["sha256"] == hub.sha256_file(TINY1S / "checkpoint.npz")
+    assert manifest["checkpoint"]["sha256"] == fileio.sha256_file(TINY1S / "checkpoint.npz")
 
     # Second use, from the command line: the cache, verified, and not a single request.
     from PIL import Image
@@ -191,14 +191,14 @@ def test_corrupted_cache_entry_is_detected_and_rebuilt(env, server):
     path.write_bytes(good[:100] + bytes([good[100] ^ 1]) + good[101:])
     assert hub.fetch_preset(preset, progress=False) == path
     manifest = hub.read_manifest(PRESET)
-    assert len(server.requests) == 1 and hub.sha256_file(path) == manifest["model"]["sha256"]
+    assert len(server.requests) == 1 and fileio.sha256_file(path) == manifest["model"]["sha256"]
     # A damaged checkpoint and model: fetched again.
     checkpoint = path.with_name("checkpoint.npz")
     checkpoint.write_bytes(checkpoint.read_bytes()[:-10])
     path.write_bytes(b"garbage")
     hub.fetch_preset(preset, progress=False)
     assert len(server.requests) == 2
-    assert hub.sha256_file(checkpoint) == hub.sha256_file(TINY1S / "checkpoint.npz")
+    assert fileio.sha256_file(checkpoint) == fileio.sha256_file(TINY1S / "checkpoint.npz")
     assert not [p for p in (env / "presets").iterdir() if p.name.startswith(".")]
 
 

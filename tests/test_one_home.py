@@ -63,3 +63,18 @@ def test_the_one_loader_takes_objects_variants_and_json(tmp_path):
     (tmp_path / "list.json").write_text("[1]")
     with pytest.raises(errors.ModelFileError, match="must be an object"):
         hub.load_model(tmp_path / "list.json", allow_untrained=True)
+
+
+def test_precisions_backends_and_the_atomic_write_are_defined_once():
+    """One definition each in the package (the issue-36 review found three and two)."""
+    import pathlib
+    import re
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    sources = {p: p.read_text(encoding="utf-8") for folder in ("maxim_tf", "export", "conversion",
+                                                              "training")
+               for p in (root / folder).rglob("*.py")}
+    for pattern in (r"^PRECISIONS\s*=", r"^BACKENDS\s*=", r"^def atomic_path\b",
+                    r"^    fd, tmp = tempfile\.mkstemp"):
+        where = [p.name for p, text in sources.items() if re.search(pattern, text, re.M)]
+        assert len(where) == 1, (pattern, where)

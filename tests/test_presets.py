@@ -36,7 +36,7 @@ def test_official_presets_names_paths_and_licence():
 
 def test_reported_numbers_are_the_official_table():
     # google-research/maxim README; 13 benchmark rows over the 11 checkpoints.
-    assert len(presets.CHECKPOINTS) == 13
+    assert sum(len(p.results) for p in presets.OFFICIAL_PRESETS) == 13
     sidd = presets.get_preset("maxim-s3-denoising-sidd")
     assert sidd.results == {"SIDD": (39.96, 0.960), "DND": (39.84, 0.954)} and sidd.psnr == 39.96
     assert presets.get_preset("maxim-s3-deblurring-gopro").psnr == 32.86

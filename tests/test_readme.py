@@ -296,3 +296,20 @@ def test_python_snippet_runs(index, workdir, tmp_path):
     proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_readme_startup_table_matches_the_cold_start_results():
+    """The S-2 start-up rows come from benchmarks/results/cold_start_s2.json."""
+    r = json.loads((REPO / "benchmarks" / "results" / "cold_start_s2.json").read_text())
+    keras, lite = r["keras"], r["litert"]
+    expected = [
+        f"| model load + graph preparation | {keras['load'] + keras['prepare']:.2f} | "
+        f"{lite['load'] + lite['prepare']:.2f} |",
+        f"| `maxim-tf restore` wall time | {keras['wall']:.2f} | {lite['wall']:.2f} |",
+        f"| wall − forward pass of one more photo | {keras['wall'] - keras['forward']:.2f} | "
+        f"{lite['wall'] - lite['forward']:.2f} |",
+    ]
+    text = " ".join(README.split())
+    expected += [f"{r['twin']['build_s']} s for S-2", f"({r['twin']['max_abs_diff']:.1e} max difference)"]
+    for row in expected:
+        assert row in text, f"README should read: {row}"

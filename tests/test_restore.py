@@ -5,6 +5,7 @@ import pytest
 from conftest import REPO, SAMPLE_IMAGES, SHARED_IMAGES
 
 from maxim_tf import image_io
+from maxim_tf.hub import resolve_model
 from maxim_tf.restore import (
     Restorer,
     blend_ramp,
@@ -13,7 +14,6 @@ from maxim_tf.restore import (
     ensemble_transform,
     pad_for_model,
     pad_to_even,
-    resolve_model,
     symmetric_padding,
     tile_starts,
     tile_window_1d,

@@ -68,7 +68,7 @@ def test_deblur_model_sharpens_gaussian_blur(clean):
 @pytest.mark.parametrize("name", ["denoise", "deblur"])
 def test_tflite_exports_match_the_keras_model(name, clean):
     pytest.importorskip("ai_edge_litert", reason="needs the [export] extra")
-    from maxim_tf.export.tflite import TFLiteRunner
+    from maxim_tf.litert import TFLiteRunner
 
     kind, level = ("denoise", 25.0) if name == "denoise" else ("gaussian", 2.0)
     degraded = quality.degrade_uint8(clean, quality.degradation_specs(kind, level), 0)

@@ -7,8 +7,8 @@ import sys
 
 from maxim_tf import errors, fileio, image_io
 from maxim_tf.commands._common import int_at_least, usage_error
-from maxim_tf.commands.restore import add_model_arguments, describe_error
-from maxim_tf.restore_files import check_output_dir
+from maxim_tf.commands.restore import add_model_arguments
+from maxim_tf.restore_files import check_output_dir, describe_error
 
 DESCRIPTION = """\
 Score images against targets of the same name with PSNR and SSIM computed as the

@@ -3,19 +3,12 @@
 Parses the flags and calls :mod:`maxim_tf.restore_files` (the file-level work) with a
 :class:`maxim_tf.Restorer`."""
 
-import os
-import sys
 import time
 
 from maxim_tf import errors, fileio, image_io
+from maxim_tf._utils import BACKENDS, PRECISIONS
 from maxim_tf.commands._common import int_at_least, positive_number, renamed, usage_error
-from maxim_tf.restore_files import (  # noqa: F401  (the file-level library; eval uses some)
-    SkipExisting,
-    check_output_dir,
-    collect_inputs,
-    guard_output,
-    restore_file,
-)
+from maxim_tf.restore_files import check_output_dir, collect_inputs, restore_paths
 
 DEFAULT_MODEL = "denoise"
 
@@ -56,12 +49,12 @@ def add_model_arguments(parser, required=True,
                              "model's multiple (with --tile: tile x tile x tile batch); an untiled "
                              "image that padding makes over 4x larger (and over 512x512) is refused: "
                              "tile it (default: 100e6)")
-    parser.add_argument("--backend", choices=("auto", "keras", "litert"), default="auto",
+    parser.add_argument("--backend", choices=BACKENDS, default="auto",
                         help="auto (default): shipped models and models with a fast-start twin "
                              "(`maxim-tf models --prepare`) run on LiteRT through their verified "
                              "fp32 .tflite twin (same outputs to 1e-5 / 1e-4, starts in "
                              "milliseconds), other models on Keras; keras: always Keras")
-    parser.add_argument("--precision", choices=("float32", "bfloat16"), default="float32",
+    parser.add_argument("--precision", choices=tuple(PRECISIONS), default="float32",
                         help="float32 (default) or bfloat16 compute on Keras (layer-norm "
                              "statistics in float32); faster only on CPUs with bfloat16 units "
                              "(AVX512-BF16, AMX) and recent GPUs")
@@ -104,20 +97,6 @@ def register(subparsers):
     p.set_defaults(func=run)
 
 
-def _warn(line):
-    from tqdm import tqdm
-
-    tqdm.write(line, file=sys.stderr)
-
-
-def describe_error(src, error):
-    """One line naming the file and the problem."""
-    text = str(error)
-    if errors.is_out_of_memory(error):
-        text = "out of memory while restoring; use --tile (e.g. --tile 512) or a smaller --tile-batch"
-    return text if text.startswith(str(src)) else f"{src}: {text}"
-
-
 def run(args):
     """Entry point of ``maxim-tf restore``; returns the exit status."""
     jobs, missing = collect_inputs(args.inputs, args.recursive)
@@ -141,32 +120,13 @@ def run(args):
 
 
 def _restore_all(restorer, jobs, missing, args, created, startup):
-    from tqdm import tqdm
-
-    failures = [f"{m}: no such file or directory" for m in missing]
-    for line in failures:
-        print(line, file=sys.stderr)
-    inputs = {os.path.realpath(src): str(src) for src, _ in jobs}
-    done, skipped, megapixels, seconds, claimed = 0, 0, 0.0, 0.0, {}
-    bar = tqdm(jobs, unit="img", disable=args.quiet, file=sys.stderr, dynamic_ncols=True)
-    for src, stem in bar:
-        bar.set_postfix_str(src.name, refresh=False)
-        try:
-            _, mp, sec = restore_file(
-                restorer, src, stem, args.output_dir, claimed=claimed, inputs=inputs,
-                created=created, image_format=args.image_format, jpeg_quality=args.jpeg_quality,
-                max_pixels=args.max_pixels, overwrite=args.overwrite, warn=_warn)
-        except SkipExisting:
-            skipped += 1
-            continue
-        except Exception as e:  # report, keep going with the rest of the batch
-            failures.append(describe_error(src, e))
-            tqdm.write(failures[-1], file=sys.stderr)
-            continue
-        done, megapixels, seconds = done + 1, megapixels + mp, seconds + sec
-    bar.close()
-    _print_summary(done, failures, megapixels, seconds, args.output_dir, startup, skipped)
-    return 1 if failures else 0
+    result = restore_paths(
+        restorer, jobs, args.output_dir, missing=missing, created=created,
+        image_format=args.image_format, jpeg_quality=args.jpeg_quality,
+        max_pixels=args.max_pixels, overwrite=args.overwrite, progress=not args.quiet)
+    _print_summary(result.restored, result.failures, result.megapixels, result.seconds,
+                   args.output_dir, startup, result.skipped)
+    return 1 if result.failures else 0
 
 
 def _print_summary(done, failures, megapixels, seconds, outdir, startup, skipped=0):

@@ -257,7 +257,7 @@ def record(src, status, output=None, size=None, seconds=None, error=None):
 
 def describe_error(src, error):
     """One line naming the file and the problem (as ``maxim-tf restore`` prints it)."""
-    from maxim_tf.commands.restore import describe_error as restore_describe
+    from maxim_tf.restore_files import describe_error as restore_describe
 
     return restore_describe(src, error)
 

@@ -158,7 +158,7 @@ def make_runner(runtime, model=None, artifact=None):
         from maxim_tf.export.onnx import OnnxRunner
 
         return OnnxRunner(artifact, num_threads=threads)
-    from maxim_tf.export.tflite import TFLiteRunner
+    from maxim_tf.litert import TFLiteRunner
 
     return TFLiteRunner(artifact, num_threads=threads)
 

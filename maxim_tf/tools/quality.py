@@ -104,7 +104,7 @@ def keras_method(name, model):
 
 
 def tflite_method(name, path):
-    from maxim_tf.export.tflite import TFLiteRunner
+    from maxim_tf.litert import TFLiteRunner
 
     runner = TFLiteRunner(path)
     return _Method(name, lambda img: image_io.to_uint8(runner(img[None].astype(np.float32) / 255.0)[0]),
