@@ -53,14 +53,24 @@ def shipped_tflite(keras_path):
         ``(tflite_path, size_multiple)`` or None.
     """
     keras_path = pathlib.Path(keras_path)
-    entry = read_manifest(keras_path.parent).get("tflite", {}).get(f"{keras_path.stem}_fp32.tflite")
-    if not isinstance(entry, dict):
+    name = f"{keras_path.stem}_fp32.tflite"
+    entry = read_manifest(keras_path.parent).get("tflite", {}).get(name)
+    if not isinstance(entry, dict) or entry.get("source") != keras_path.name:
         return None
-    tflite = keras_path.with_name(f"{keras_path.stem}_fp32.tflite")
+    return _checked_twin(entry, keras_path.with_name(name), lambda: sha256_file(keras_path),
+                         SHIPPED_TOLERANCE)
+
+
+def _checked_twin(entry, tflite, source_digest, tolerance):
+    """``(tflite, size_multiple)`` if the manifest ``entry`` vouches for ``tflite``: the file
+    exists with the recorded sha256, was exported from the ``.keras`` file whose sha256
+    ``source_digest()`` returns, and differed from it by at most ``tolerance`` (times
+    the recorded output scale, if any, when above 1); else None."""
     try:
-        if not (tflite.is_file() and entry.get("source") == keras_path.name
-                and float(entry.get("max_abs_diff", 1.0)) <= SHIPPED_TOLERANCE
-                and entry.get("source_sha256") == sha256_file(keras_path)
+        scale = max(1.0, float(entry.get("output_scale", 1.0)))
+        if not (tflite.is_file()
+                and float(entry.get("max_abs_diff", 1.0)) <= tolerance * scale
+                and entry.get("source_sha256") == source_digest()
                 and entry.get("sha256") == sha256_file(tflite)):
             return None
         multiple = tuple(int(v) for v in entry["size_multiple"])
@@ -118,19 +128,9 @@ def faststart_tflite(keras_path, digest=None):
     digest = digest or file_digest(keras_path)
     folder = faststart_folder(digest)
     entry = read_manifest(folder).get("tflite", {}).get(FASTSTART_FILE)
-    tflite = folder / FASTSTART_FILE
     if not isinstance(entry, dict):
         return None
-    try:
-        scale = max(1.0, float(entry.get("output_scale", 1.0)))
-        if not (tflite.is_file() and entry.get("source_sha256") == digest
-                and float(entry.get("max_abs_diff", 1.0)) <= FASTSTART_TOLERANCE * scale
-                and entry.get("sha256") == sha256_file(tflite)):
-            return None
-        multiple = tuple(int(v) for v in entry["size_multiple"])
-    except (OSError, KeyError, TypeError, ValueError):
-        return None
-    return tflite, multiple
+    return _checked_twin(entry, folder / FASTSTART_FILE, lambda: digest, FASTSTART_TOLERANCE)
 
 
 def verified_tflite(keras_path):

@@ -67,30 +67,29 @@ def int_at_least(low, high=None):
     return parse
 
 
-def positive_number(text):
-    """An ``argparse`` type: a finite number > 0 (``1e6`` allowed), else a usage error."""
+def _finite_number(text, low, strict):
+    """``float(text)``, finite and above ``low`` (``strict``) or at least ``low``, else a
+    usage error that names the range."""
     import math
 
+    span = f"{'>' if strict else '>='} {low:g}"
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a number {span}, got {text!r}") from None
+    if not math.isfinite(value) or value < low or (strict and value == low):
+        raise argparse.ArgumentTypeError(f"must be a number {span}, got {text!r}")
     return value
+
+
+def positive_number(text):
+    """An ``argparse`` type: a finite number > 0 (``1e6`` allowed), else a usage error."""
+    return _finite_number(text, 0, strict=True)
 
 
 def non_negative_number(text):
     """An ``argparse`` type: a finite number >= 0, else a usage error."""
-    import math
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
-    return value
+    return _finite_number(text, 0, strict=False)
 
 
 def usage_error(error):
