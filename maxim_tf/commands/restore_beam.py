@@ -100,7 +100,7 @@ def run(args):
         threads=args.threads,
         inter_op_threads=args.inter_op_threads, images_per_batch=args.images_per_batch,
         stack_same_size=args.stack_same_size,
-        share_across_processes=args.share_model_across_processes)
+        share_across_processes=args.share_model_across_processes, max_pixels=args.max_pixels)
     _, metrics = beam.run(args.inputs, args.output_dir, handler, pipeline_options(args),
                           requested_format=args.format, jpeg_quality=args.jpeg_quality,
                           skip_existing=args.skip_existing, max_pixels=args.max_pixels)

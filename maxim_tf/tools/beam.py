@@ -430,7 +430,9 @@ class MaximModelHandler(ModelHandler):
     Args:
         model: what ``maxim-tf restore --model`` takes: a ``.keras`` path, a shipped
             name (``denoise``) or a preset (resolved, and downloaded, on each worker).
-        tile, overlap, ensemble, batch_size, backend, precision: as :class:`maxim_tf.Restorer`.
+        tile, overlap, ensemble, batch_size, backend, precision, max_pixels: as
+            :class:`maxim_tf.Restorer` (``max_pixels``: the working-size bound of one
+            model call, counted after padding; ``restore-beam --max-pixels``).
         threads: TensorFlow intra-op threads (Keras backend) or LiteRT interpreter
             threads per worker (0: the defaults).
         inter_op_threads: TensorFlow inter-op threads (0: default).
@@ -445,13 +447,14 @@ class MaximModelHandler(ModelHandler):
 
     def __init__(self, model="denoise", *, tile=None, overlap=64, ensemble=False, batch_size=4,
                  backend="auto", precision="float32", threads=0, inter_op_threads=0, images_per_batch=1,
-                 stack_same_size=False, share_across_processes=False, model_copies=None):
+                 stack_same_size=False, share_across_processes=False, model_copies=None,
+                 max_pixels=image_io.DEFAULT_MAX_PIXELS):
         super().__init__(min_batch_size=1, max_batch_size=max(1, int(images_per_batch)),
                          large_model=share_across_processes, model_copies=model_copies)
         self.model = os.fspath(model)
         self.restorer_kwargs = dict(tile=tile or None, overlap=overlap, ensemble=ensemble,
                                     batch_size=batch_size, backend=backend, precision=precision,
-                                    progress=False)
+                                    max_pixels=max_pixels, progress=False)
         self.threads = int(threads or 0)
         self.inter_op_threads = int(inter_op_threads or 0)
         self.stack_same_size = bool(stack_same_size)
